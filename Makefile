@@ -1,0 +1,42 @@
+# The two commands a newcomer needs:
+#   make serve   set up, then serve the bundled model on http://127.0.0.1:8000
+#   make test    set up, then run the whole test suite (what CI runs)
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build of PyTorch for CI and development; GPU users install their CUDA build first
+# (see README, "GPU").
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.setup-stamp
+
+.PHONY: setup serve test test-fast lint model chain clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[train,serve,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+serve: setup
+	$(BIN)/python -m service
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Retrain the bundled default model from scratch on the embedded data and re-export it.
+model: setup
+	bash scripts/make_default_model.sh
+
+clean-venv:
+	rm -rf $(VENV)
