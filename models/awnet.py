@@ -1,0 +1,147 @@
+"""AW-Net: a backbone with weight-varied convs and MixBN, steered per sample by the router."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from models.backbones.base import Backbone
+from models.config import InputConfig
+from models.layers import (
+    HARD_MIXES,
+    MIX_ADV,
+    MIX_CLEAN,
+    MIX_ROUTER,
+    MixBatchNorm2d,
+    WeightVariedConv2d,
+)
+from models.router import AdversarialRouter
+
+Mix = str | float | torch.Tensor | None
+
+
+class AWNetOutput(NamedTuple):
+    logits: torch.Tensor  # N x K
+    type_logits: torch.Tensor  # N x 2 (clean, adversarial)
+    p_adv: torch.Tensor  # N
+    mix: torch.Tensor  # N, the mix used by every MixBN (0 clean, 1 adversarial)
+    features: torch.Tensor  # N x D, pooled penultimate features
+
+
+class AWNet(nn.Module):
+    """Adversarial Weight-Varied Network (Wei, Zhao, Li; TPAMI 2024).
+
+    ``mix`` selects how MixBN combines its two BNs for a forward:
+
+    - ``"router"`` (default in eval): soft blend by the router's p_adv, per sample;
+    - ``"clean"`` / ``"adv"``: the whole batch through one BN (training by known type,
+      or forced inference);
+    - a float in [0, 1] or an (N,) tensor: that mix per sample; negative entries mean
+      "use the router" (the ONNX ``mix_override`` contract).
+
+    ``forward`` returns logits so attacks and losses treat it like any classifier;
+    ``forward_all`` also returns the router outputs. The default mix of ``forward`` is
+    ``self.mix_mode``, which attacks may set and must restore.
+    """
+
+    is_awnet = True
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        router_width: int = 32,
+        router_hidden: int = 64,
+        signal_activation: str = "2sigmoid",
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.convs = [m for m in backbone.modules() if isinstance(m, WeightVariedConv2d)]
+        self.mixbns = [m for m in backbone.modules() if isinstance(m, MixBatchNorm2d)]
+        if not self.convs or not self.mixbns:
+            raise ValueError("an AW-Net backbone must be built with the AWNET layer factories")
+        self.router = AdversarialRouter(
+            backbone.input_config.channels,
+            [c.out_channels for c in self.convs],
+            width=router_width,
+            hidden=router_hidden,
+            signal_activation=signal_activation,
+        )
+        self.mix_mode: Mix = MIX_ROUTER
+
+    @property
+    def input_config(self) -> InputConfig:
+        return self.backbone.input_config
+
+    @property
+    def num_classes(self) -> int:
+        return self.backbone.num_classes
+
+    @property
+    def feature_dim(self) -> int:
+        return self.backbone.feature_dim
+
+    def _resolve_mix(self, mix: Mix, p_adv: torch.Tensor) -> tuple[torch.Tensor, str | torch.Tensor]:
+        """Return (per-sample mix tensor, what MixBN receives)."""
+        n = p_adv.shape[0]
+        if isinstance(mix, str):
+            if mix == MIX_CLEAN:
+                return torch.zeros_like(p_adv), MIX_CLEAN
+            if mix == MIX_ADV:
+                return torch.ones_like(p_adv), MIX_ADV
+            if mix != MIX_ROUTER:
+                raise ValueError(f"unknown mix {mix!r}: use 'router', 'clean', 'adv', a float or a tensor")
+            m = p_adv
+        elif isinstance(mix, (int, float)):
+            if not 0.0 <= float(mix) <= 1.0:
+                raise ValueError("a fixed mix must lie in [0, 1]")
+            m = torch.full((n,), float(mix), dtype=p_adv.dtype, device=p_adv.device)
+        elif isinstance(mix, torch.Tensor):
+            override = mix.to(p_adv.dtype).reshape(-1)
+            if override.shape[0] != n:
+                raise ValueError(f"mix has {override.shape[0]} entries for a batch of {n}")
+            m = torch.where(override >= 0, override.clamp(max=1.0), p_adv)
+        else:
+            raise TypeError(f"unsupported mix {type(mix).__name__}")
+        if self.training:
+            raise RuntimeError(
+                "AW-Net trains each batch through the BN of its known type: "
+                "pass mix='clean' or mix='adv' in training mode"
+            )
+        return m, m
+
+    def forward_all(self, x: torch.Tensor, mix: Mix = None) -> AWNetOutput:
+        mix = self.mix_mode if mix is None else mix
+        type_logits, signals = self.router(x)
+        p_adv = torch.softmax(type_logits, dim=1)[:, 1]
+        mix_t, bn_mix = self._resolve_mix(mix, p_adv)
+        for conv, s in zip(self.convs, signals, strict=True):
+            conv.signal = s
+        for bn in self.mixbns:
+            bn.mix = bn_mix
+        try:
+            features = self.backbone.forward_features(x)
+            logits = self.backbone.forward_head(features)
+        finally:
+            for conv in self.convs:
+                conv.signal = None
+            for bn in self.mixbns:
+                bn.mix = None
+        return AWNetOutput(logits, type_logits, p_adv, mix_t, features)
+
+    def forward(self, x: torch.Tensor, mix: Mix = None, return_all: bool = False):
+        """Logits (or the full :class:`AWNetOutput` with ``return_all``, e.g. under DDP)."""
+        out = self.forward_all(x, mix)
+        return out if return_all else out.logits
+
+    def forward_features(self, x: torch.Tensor, mix: Mix = None) -> torch.Tensor:
+        return self.forward_all(x, mix).features
+
+    def signals(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per-conv regulation signals omega for a batch (for analysis plots)."""
+        return self.router(x)[1]
+
+
+def is_hard_mix(mix: Mix) -> bool:
+    return isinstance(mix, str) and mix in HARD_MIXES

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The full chain on the embedded digits: clean teacher (standard), robust teacher
+# (TRADES), AW-Net student (small CNN) distilled from both. Prints each step's wall time.
+# Usage: scripts/train_default_chain.sh [OUT_DIR]   (default runs/mnist5k)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=${1:-runs/mnist5k}
+SEED=${SEED:-0}
+mkdir -p "$OUT"
+step() {
+  local name=$1; shift
+  local t0=$SECONDS
+  "$PY" -m training "$@"
+  echo "$name: $((SECONDS - t0)) s" | tee -a "$OUT/timings.txt"
+}
+: > "$OUT/timings.txt"
+step clean_teacher train --method standard --epochs 4 --seed "$SEED" --out "$OUT/clean_teacher"
+step robust_teacher train --method trades --epochs 8 --eps-warmup-epochs 2 --eval-every 4 --seed "$SEED" \
+  --out "$OUT/robust_teacher"
+step awnet train --method awnet --epochs 8 --eps-warmup-epochs 2 --eval-every 4 --seed "$SEED" \
+  --clean-teacher "$OUT/clean_teacher/last.pt" --robust-teacher "$OUT/robust_teacher/last.pt" \
+  --out "$OUT/awnet"
+echo "total: $(awk '{s += $(NF-1)} END {print s}' "$OUT/timings.txt") s" | tee -a "$OUT/timings.txt"

@@ -1,0 +1,55 @@
+"""Losses an attack maximises. Each takes (model, x_adv, y, ref) and returns a scalar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _forward(model: nn.Module, x: torch.Tensor):
+    if getattr(model, "is_awnet", False):
+        return model.forward_all(x)
+    return None
+
+
+def ce_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+def cw_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+    """Carlini-Wagner margin: max_{k != y} z_k - z_y (CW-inf when used with PGD)."""
+    logits = model(x)
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return (other - true).clamp(min=-50.0).mean()
+
+
+def kl_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+    """TRADES inner maximisation: KL(p(x) || p(x_adv)) with p(x) fixed (``ref``)."""
+    assert ref is not None
+    return F.kl_div(F.log_softmax(model(x), dim=1), ref, reduction="batchmean")
+
+
+def ce_evade_router_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None, weight: float = 1.0
+) -> torch.Tensor:
+    """Adaptive attack on AW-Net: raise the classification loss while pushing the router's
+    p_adv toward "clean" (maximise log p_clean)."""
+    out = _forward(model, x)
+    if out is None:
+        return ce_loss(model, x, y, ref)
+    log_p_clean = F.log_softmax(out.type_logits, dim=1)[:, 0]
+    return F.cross_entropy(out.logits, y) + weight * log_p_clean.mean()
+
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+ATTACK_LOSSES: dict[str, LossFn] = {
+    "ce": ce_loss,
+    "cw": cw_loss,
+    "kl": kl_loss,
+    "ce-evade-router": ce_evade_router_loss,
+}

@@ -1,0 +1,94 @@
+"""Checkpoints that resume exactly and rebuild their model without the training run."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models import InputConfig, create_model
+from training.config import TrainConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_revision() -> str:
+    """The git commit of the code (with '+dirty' for local changes), or 'unknown'."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """Keyword arguments of create_model that the configuration decides."""
+    kw: dict[str, Any] = {}
+    if cfg.depths:
+        kw["depths"] = tuple(cfg.depths)
+    if cfg.widths:
+        kw["widths"] = tuple(cfg.widths)
+    if cfg.model and cfg.model.startswith("awnet_"):
+        kw.update(
+            router_width=cfg.router_width, router_hidden=cfg.router_hidden, signal_activation=cfg.signal_activation
+        )
+    return kw
+
+
+def build_model(name: str, input_config: InputConfig, kwargs: dict[str, Any]) -> nn.Module:
+    return create_model(name, input_config=input_config, **kwargs)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write atomically (temp file then rename) so a crash never leaves half a checkpoint."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    for key in ("model", "model_name", "input_config", "config"):
+        if key not in ckpt:
+            raise ValueError(f"{path} is not an AW-Net Serve checkpoint (missing {key!r})")
+    return ckpt
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the checkpoint's model, load its weights, put it in eval mode."""
+    ckpt = load_checkpoint(path, map_location=device)
+    model = build_model(ckpt["model_name"], InputConfig.from_dict(ckpt["input_config"]), ckpt.get("model_kwargs", {}))
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    return model, ckpt

@@ -1,0 +1,135 @@
+"""``python -m training <subcommand>``: train, export, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from training.config import METHODS, OPTIMIZERS, SCHEDULES, TrainConfig
+
+D = TrainConfig()
+
+
+def _bool(p: argparse.ArgumentParser, name: str, help: str, default: bool = False) -> None:
+    p.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from models import list_models
+    from training.data import list_datasets
+
+    g = p.add_argument_group("what to train")
+    g.add_argument("--method", choices=METHODS, default=D.method,
+                   help="standard: CE on clean data (clean teacher); pgd-at: Madry et al. 2018; "
+                        "trades: Zhang et al. 2019 (robust teacher); awnet: Wei et al. TPAMI 2024 (default: %(default)s)")
+    g.add_argument("--model", choices=list_models(), default=None,
+                   help="registered model (default: smallcnn, or awnet_smallcnn for --method awnet)")
+    g.add_argument("--dataset", default=D.dataset,
+                   help=f"one of {', '.join(list_datasets())}, or imagefolder:PATH (default: %(default)s, embedded)")
+    g.add_argument("--data-root", default=None, help="folder holding torchvision datasets / where to download them")
+    _bool(g, "--download", "allow torchvision to download the dataset into --data-root")
+    g.add_argument("--depths", type=int, nargs="+", default=None, help="wrn: blocks per stage, e.g. 5 5 5")
+    g.add_argument("--widths", type=int, nargs="+", default=None, help="wrn: widen factor per stage, e.g. 20 20 8")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=D.epochs, help="default: %(default)s")
+    g.add_argument("--batch-size", type=int, default=D.batch_size, help="per process (default: %(default)s)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer, help="default: %(default)s")
+    g.add_argument("--lr", type=float, default=D.lr, help="default: %(default)s")
+    g.add_argument("--momentum", type=float, default=D.momentum, help="default: %(default)s")
+    g.add_argument("--weight-decay", type=float, default=D.weight_decay, help="default: %(default)s")
+    g.add_argument("--lr-schedule", choices=SCHEDULES, default=D.lr_schedule, help="default: %(default)s")
+    g.add_argument("--milestones", type=float, nargs="+", default=D.milestones,
+                   help="multistep: epochs (or fractions of --epochs when < 1) where lr *= --lr-gamma (default: %(default)s)")
+    g.add_argument("--lr-gamma", type=float, default=D.lr_gamma, help="default: %(default)s")
+    g.add_argument("--grad-clip", type=float, default=D.grad_clip, help="max gradient norm, 0 = off (RobustWRN: 5)")
+    _bool(g, "--augment", "random crop 4 + flip (default: on for CIFAR/SVHN, off for digits)", default=None)
+
+    g = p.add_argument_group("training attack (L-inf PGD)")
+    g.add_argument("--eps", type=float, default=None, help="budget in [0,1] pixel units (default: 0.3 digits, 8/255 CIFAR/SVHN)")
+    g.add_argument("--step-size", type=float, default=None, help="default: 2.5 * eps / --attack-steps")
+    g.add_argument("--attack-steps", type=int, default=D.attack_steps, help="default: %(default)s")
+    g.add_argument("--eps-warmup-epochs", type=float, default=D.eps_warmup_epochs,
+                   help="ramp eps linearly from 0 over this many epochs (default: %(default)s)")
+    g.add_argument("--trades-beta", type=float, default=D.trades_beta, help="TRADES KL weight (default: %(default)s)")
+
+    g = p.add_argument_group("AW-Net (--method awnet)")
+    g.add_argument("--clean-teacher", default=None, help="checkpoint of a standard-trained model")
+    g.add_argument("--robust-teacher", default=None, help="checkpoint of a TRADES (or PGD-AT) model")
+    _bool(g, "--teacher-free", "variant without teachers: CE on the labels instead of the two KL terms")
+    g.add_argument("--type-loss-weight", type=float, default=D.type_loss_weight, help="lambda (default: %(default)s)")
+    g.add_argument("--balance-rate", type=float, default=D.balance_rate, help="MTARD loss-balance rate (default: %(default)s)")
+    g.add_argument("--kd-temperature", type=float, default=D.kd_temperature, help="distillation temperature (default: %(default)s)")
+    g.add_argument("--router-width", type=int, default=D.router_width, help="router conv width (default: %(default)s)")
+    g.add_argument("--router-hidden", type=int, default=D.router_hidden, help="type head hidden units (default: %(default)s)")
+    g.add_argument("--signal-activation", choices=("2sigmoid", "1+tanh", "none"), default=D.signal_activation,
+                   help="regulation signal activation; none = omega fixed at 1 (ablation) (default: %(default)s)")
+
+    g = p.add_argument_group("randomized adversarial training (Jin et al., CVPR 2023)")
+    _bool(g, "--rat", "Gaussian weight noise when crafting + Taylor-expansion soft-label regulariser")
+    g.add_argument("--rat-sigma", type=float, default=D.rat_sigma, help="absolute weight-noise std (default: %(default)s)")
+    g.add_argument("--rat-alpha", type=float, default=D.rat_alpha, help="regulariser weight (default: %(default)s)")
+    g.add_argument("--rat-c", type=float, default=None, help="off-label mass of the targets (default: 1 - 2/K)")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--eval-attack-steps", type=int, default=D.eval_attack_steps, help="PGD steps for validation (default: %(default)s)")
+    g.add_argument("--eval-every", type=int, default=D.eval_every, help="validate every N epochs (default: %(default)s)")
+    g.add_argument("--val-max-samples", type=int, default=D.val_max_samples, help="validation subset size (default: %(default)s)")
+    g.add_argument("--max-train-samples", type=int, default=D.max_train_samples,
+                   help="train on the first N samples only, 0 = all (smoke runs) (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=D.seed, help="default: %(default)s")
+    g.add_argument("--device", default=D.device, help="auto (CUDA when present), cpu, cuda, cuda:N (default: %(default)s)")
+    _bool(g, "--amp", "mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    g.add_argument("--workers", type=int, default=D.workers, help="DataLoader workers (default: %(default)s)")
+    g.add_argument("--out", default=D.out, help="run folder: config.json, metrics.jsonl, last.pt (default: %(default)s)")
+    g.add_argument("--resume", default=None, help="checkpoint to resume from (exactly: weights, optimizer, RNG)")
+    g.add_argument("--log-every", type=int, default=D.log_every, help="JSONL step record every N steps (default: %(default)s)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.trainer import Trainer
+
+    cfg = TrainConfig.from_dict({k: v for k, v in vars(args).items() if k not in ("command", "func")})
+    trainer = Trainer(cfg)
+    metrics = trainer.fit()
+    if trainer.dist.is_main:
+        print(json.dumps({"out": str(trainer.out), **{k: v for k, v in metrics.items() if k != "train"}}))
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from training.trainer import evaluate_test
+
+    res = evaluate_test(args.checkpoint, eval_steps=args.steps, max_samples=args.max_samples, device=args.device)
+    print(json.dumps(res))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train, evaluate and export AW-Net models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train a model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("test", help="clean and PGD accuracy of a checkpoint on its test split")
+    p.add_argument("checkpoint")
+    p.add_argument("--steps", type=int, default=20, help="PGD steps (default: %(default)s)")
+    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_test)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        from training.data import DatasetUnavailableError
+
+        if isinstance(exc, (ValueError, FileNotFoundError, DatasetUnavailableError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise

@@ -1,0 +1,276 @@
+"""The training loop: seeded, resumable, DDP-aware, with a progress bar and a JSONL log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Subset
+from tqdm import tqdm
+
+from models import InputConfig
+from training.attacks import PGD, unwrap
+from training.checkpoint import (
+    build_model,
+    code_revision,
+    load_checkpoint,
+    load_model,
+    model_kwargs,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from training.config import TrainConfig
+from training.data import build_dataset, get_dataset_info, make_loader
+from training.distributed import all_reduce_mean, barrier, cleanup, init_distributed
+from training.methods import METHOD_CLASSES, AWNetMethod, Method
+from training.metrics import evaluate
+
+AUGMENTED_BY_DEFAULT = ("cifar10", "cifar100", "svhn")
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning-rate multiplier at a global step (per-step cosine, or epoch milestones)."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    epoch = step / max(steps_per_epoch, 1)
+    marks = [m * cfg.epochs if m < 1 else m for m in cfg.milestones]
+    return cfg.lr_gamma ** sum(epoch >= m for m in marks)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.dist, self.device = init_distributed(cfg.device)
+        info = get_dataset_info(cfg.dataset)
+        self.cfg = cfg.resolve(info.eps, info.name in AUGMENTED_BY_DEFAULT)
+        self.info = info
+        self.out = Path(cfg.out)
+        torch.manual_seed(cfg.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+
+        self.train_set = build_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download, augment=bool(cfg.augment))
+        if cfg.max_train_samples > 0:
+            self.train_set = Subset(self.train_set, range(min(cfg.max_train_samples, len(self.train_set))))
+        self.val_set = build_dataset(cfg.dataset, "val", root=cfg.data_root, download=False)
+        self.input_config = InputConfig(
+            channels=info.channels,
+            size=tuple(info.size),
+            class_names=tuple(info.class_names),
+            mean=tuple(info.mean),
+            std=tuple(info.std),
+        )
+        self.model_kwargs = model_kwargs(cfg)
+        self.model = build_model(cfg.model, self.input_config, self.model_kwargs).to(self.device)
+        self.loader = make_loader(
+            self.train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.workers,
+            distributed=self.dist.enabled, drop_last=True,
+        )  # fmt: skip
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch == 0:
+            raise ValueError("the training split is smaller than one batch: lower --batch-size")
+        self.optimizer = self._make_optimizer()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(self.cfg, s, self.steps_per_epoch)
+        )
+        use_amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.method = self._make_method()
+        self.start_epoch = 0
+        self.global_step = 0
+        if cfg.resume:
+            self._resume(cfg.resume)
+        self.ddp_model: nn.Module = self.model
+        if self.dist.enabled:
+            self.ddp_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+    # ---- construction -------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = self.model.parameters()
+        if self.cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        return torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
+
+    def _make_method(self) -> Method:
+        cls = METHOD_CLASSES[self.cfg.method]
+        if cls is AWNetMethod:
+            teachers = None
+            if not self.cfg.teacher_free:
+                teachers = tuple(self._load_teacher(p) for p in (self.cfg.clean_teacher, self.cfg.robust_teacher))
+            return AWNetMethod(self.cfg, self.model, self.device, teachers=teachers)
+        return cls(self.cfg, self.model, self.device)
+
+    def _load_teacher(self, path: str) -> nn.Module:
+        teacher, ckpt = load_model(path, self.device)
+        if ckpt["input_config"]["class_names"] != list(self.input_config.class_names):
+            raise ValueError(f"teacher {path} was trained on other classes than {self.cfg.dataset}")
+        teacher.requires_grad_(False)
+        return teacher
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def _payload(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "format": "awnet-serve-checkpoint/1",
+            "config": self.cfg.to_dict(),
+            "model_name": self.cfg.model,
+            "model_kwargs": self.model_kwargs,
+            "input_config": self.input_config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "method_state": self.method.state_dict(),
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "rng": rng_state(),
+            "metrics": metrics,
+            "dataset": self.info.to_dict(),
+            "code_revision": code_revision(),
+        }
+
+    def _resume(self, path: str) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt["model_name"] != self.cfg.model:
+            raise ValueError(f"{path} holds a {ckpt['model_name']}, not a {self.cfg.model}")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.method.load_state_dict(ckpt.get("method_state", {}))
+        self.start_epoch = int(ckpt["epoch"])
+        self.global_step = int(ckpt["global_step"])
+        set_rng_state(ckpt["rng"])
+
+    # ---- loop ---------------------------------------------------------------------------
+    def current_eps(self, epoch_progress: float) -> float:
+        if self.cfg.eps_warmup_epochs <= 0:
+            return float(self.cfg.eps)
+        return float(self.cfg.eps) * min(1.0, (epoch_progress + 1e-9) / self.cfg.eps_warmup_epochs)
+
+    def _autocast(self):
+        if not self.cfg.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        self.loader.generator.manual_seed(self.cfg.seed * 1000 + epoch)
+        if self.dist.enabled:
+            self.loader.sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        count = 0
+        bar = tqdm(
+            self.loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs} [{self.cfg.method}]",
+            disable=not self.dist.is_main, dynamic_ncols=True, leave=True, mininterval=0.5,
+        )  # fmt: skip
+        for i, (x, y) in enumerate(bar):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            self.method.set_eps(self.current_eps(epoch + i / self.steps_per_epoch))
+            with self._autocast():
+                loss, figures = self.method.loss(self.ddp_model, x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.global_step += 1
+            figures = {"loss": loss.item(), **figures}
+            if not math.isfinite(figures["loss"]):
+                raise FloatingPointError(f"loss became {figures['loss']} at step {self.global_step}")
+            count += 1
+            for k, v in figures.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if self.global_step == 1 or self.global_step % self.cfg.log_every == 0:
+                self._log({"event": "step", "epoch": epoch + 1, "step": self.global_step, "eps": self.method.eps,
+                           "lr": self.optimizer.param_groups[0]["lr"], **figures})  # fmt: skip
+            bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items() if k in ("loss", "l_nat", "l_adv", "l_type", "ce", "ce_adv", "kl", "router_acc")})
+        return {k: all_reduce_mean(v / max(count, 1), self.dist, self.device) for k, v in sums.items()}
+
+    def validate(self) -> dict[str, float]:
+        cfg = self.cfg
+        factory = lambda m: PGD(m, eps=cfg.eps, step_size=2.5 * cfg.eps / cfg.eval_attack_steps, steps=cfg.eval_attack_steps)  # noqa: E731
+        return evaluate(self.model, self.val_set, factory, self.device, max_samples=cfg.val_max_samples, progress=self.dist.is_main, desc="validate")
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        record = {"time": round(time.time(), 3), **record}
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _check_replicas(self) -> None:
+        """Under DDP, log every rank's parameter hash: replicas must hold equal weights."""
+        if not self.dist.enabled:
+            return
+        import hashlib
+
+        import torch.distributed as dist
+
+        h = hashlib.sha256()
+        for p in self.model.parameters():
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        hashes: list[str | None] = [None] * self.dist.world_size
+        dist.all_gather_object(hashes, h.hexdigest())
+        self._log({"event": "ddp_replicas", "world_size": self.dist.world_size, "param_sha256": hashes,
+                   "in_sync": len(set(hashes)) == 1})  # fmt: skip
+        if len(set(hashes)) != 1:
+            raise RuntimeError(f"DDP replicas diverged: {hashes}")
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs; returns the last validation figures."""
+        cfg = self.cfg
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        barrier(self.dist)
+        metrics: dict[str, Any] = {}
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs):
+                t0 = time.time()
+                train_figs = self.train_epoch(epoch)
+                metrics = {"epoch": epoch + 1, "train": train_figs, "train_seconds": round(time.time() - t0, 2)}
+                due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+                if due and self.dist.is_main:
+                    metrics["val"] = self.validate()
+                self._log({"event": "epoch", **metrics})
+                if self.dist.is_main:
+                    payload = self._payload(epoch + 1, metrics)
+                    save_checkpoint(self.out / "last.pt", payload)
+                    if "val" in metrics:
+                        v = metrics["val"]
+                        tqdm.write(
+                            f"epoch {epoch + 1}: val clean {v['clean_acc']:.4f} pgd{cfg.eval_attack_steps} {v.get('adv_acc', float('nan')):.4f}"
+                            + (f" router auc {v['router_auc']:.4f}" if "router_auc" in v else "")
+                        )
+                barrier(self.dist)
+            self._check_replicas()
+        finally:
+            cleanup(self.dist)
+        return metrics
+
+
+def evaluate_test(ckpt_path: str | Path, eval_steps: int = 20, max_samples: int | None = None, device: str = "cpu") -> dict[str, float]:
+    """Clean and PGD-``eval_steps`` accuracy of a checkpoint on its dataset's test split."""
+    model, ckpt = load_model(ckpt_path, device)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    test = build_dataset(cfg.dataset, "test", root=cfg.data_root)
+    eps = float(cfg.eps)
+    factory = lambda m: PGD(m, eps=eps, step_size=2.5 * eps / eval_steps, steps=eval_steps)  # noqa: E731
+    return evaluate(unwrap(model), test, factory, torch.device(device), max_samples=max_samples, progress=True, desc="test")
