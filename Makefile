@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup serve test test-fast lint model chain clean-venv
+.PHONY: setup serve test test-fast lint model chain clean-venv system-deps
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,11 +24,15 @@ setup: $(STAMP)
 serve: setup
 	$(BIN)/python -m service
 
-test: setup
+# Debian packages the tests use for real: prometheus/promtool, docker-compose (config check).
+system-deps:
+	bash scripts/install_system_deps.sh
+
+test: setup system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup system-deps
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup

@@ -92,3 +92,17 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     return model, ckpt
+
+
+def slim_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Weights, configuration and figures only (no optimizer or RNG): small enough to ship,
+    loadable by :func:`load_model`, not resumable."""
+    ckpt = load_checkpoint(src)
+    keep = ("format", "config", "model_name", "model_kwargs", "input_config", "model", "metrics", "epoch",
+            "dataset", "code_revision")  # fmt: skip
+    slim = {k: ckpt[k] for k in keep if k in ckpt}
+    slim["slim"] = True
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, slim)
+    return dst

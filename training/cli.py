@@ -85,6 +85,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=D.workers, help="DataLoader workers (default: %(default)s)")
     g.add_argument("--out", default=D.out, help="run folder: config.json, metrics.jsonl, last.pt (default: %(default)s)")
     g.add_argument("--resume", default=None, help="checkpoint to resume from (exactly: weights, optimizer, RNG)")
+    g.add_argument("--stop-after", type=int, default=D.stop_after,
+                   help="stop after this epoch, keeping the --epochs schedule (resume later with --resume); 0 = off")
     g.add_argument("--log-every", type=int, default=D.log_every, help="JSONL step record every N steps (default: %(default)s)")
 
 
@@ -107,12 +109,51 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export.exporter import export_checkpoint
+
+    res = export_checkpoint(
+        args.checkpoint, args.out, name=args.name, version=args.version, static=args.static,
+        target_fpr=args.fpr, opset=args.opset, eval_steps=args.eval_steps,
+        eval_max_samples=args.eval_max_samples, skip_eval=args.skip_eval,
+    )  # fmt: skip
+    m = res.manifest
+    print(json.dumps({"out": str(res.out_dir), "kind": m["kind"], "sha256": m["onnx"]["sha256"],
+                      "router": m["router"], "test": m["evaluation"].get("test")}))  # fmt: skip
+    return 0
+
+
+def cmd_slim(args: argparse.Namespace) -> int:
+    from training.checkpoint import slim_checkpoint
+
+    print(slim_checkpoint(args.checkpoint, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description="Train, evaluate and export AW-Net models.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train a model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_train_args(p)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (both branches) with its manifest",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a training checkpoint (last.pt)")
+    p.add_argument("--out", required=True, help="model repository folder models/repository/NAME/VERSION/")
+    p.add_argument("--name", default=None, help="model name (default: the NAME of --out)")
+    p.add_argument("--version", default=None, help="model version (default: the VERSION of --out)")
+    p.add_argument("--static", action="store_true",
+                   help="export the plain backbone (AW-Net: the clean branch alone): the benchmark baseline")
+    p.add_argument("--fpr", type=float, default=0.01, help="clean false-positive rate the router threshold is calibrated for")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    p.add_argument("--eval-steps", type=int, default=20, help="PGD steps for calibration and test figures")
+    p.add_argument("--eval-max-samples", type=int, default=1000, help="validation/test images used")
+    p.add_argument("--skip-eval", action="store_true", help="skip the test-split figures (parity still runs)")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("slim", help="copy a checkpoint without optimizer/RNG state (to ship it)")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_slim)
     p = sub.add_parser("test", help="clean and PGD accuracy of a checkpoint on its test split")
     p.add_argument("checkpoint")
     p.add_argument("--steps", type=int, default=20, help="PGD steps (default: %(default)s)")

@@ -66,6 +66,7 @@ class TrainConfig:
     workers: int = 0
     out: str = "runs/default"
     resume: str | None = None
+    stop_after: int = 0  # stop after this many epochs (0: run the whole schedule), e.g. preemptible jobs
     log_every: int = 20
 
     def to_dict(self) -> dict[str, Any]:

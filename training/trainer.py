@@ -242,7 +242,8 @@ class Trainer:
         barrier(self.dist)
         metrics: dict[str, Any] = {}
         try:
-            for epoch in range(self.start_epoch, cfg.epochs):
+            end = min(cfg.epochs, cfg.stop_after) if cfg.stop_after > 0 else cfg.epochs
+            for epoch in range(self.start_epoch, end):
                 t0 = time.time()
                 train_figs = self.train_epoch(epoch)
                 metrics = {"epoch": epoch + 1, "train": train_figs, "train_seconds": round(time.time() - t0, 2)}

@@ -1,0 +1,1 @@
+"""Deployment and monitoring tests: Docker files, compose, Prometheus, Grafana (no Docker engine)."""

@@ -1,0 +1,24 @@
+"""Router threshold calibrated for a target false-positive rate on clean validation data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def threshold_for_fpr(clean_scores: np.ndarray, target_fpr: float) -> float:
+    """Smallest threshold t (verdict adversarial when p_adv >= t) whose false-positive
+    rate on ``clean_scores`` is at most ``target_fpr``."""
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError("target FPR must lie in [0, 1)")
+    s = np.sort(np.asarray(clean_scores, dtype=np.float64))[::-1]  # descending
+    allowed = int(np.floor(target_fpr * s.size))  # how many clean samples may be flagged
+    if allowed >= s.size:
+        return 0.0
+    # flag at most `allowed` samples: threshold just above the (allowed+1)-th highest score
+    t = float(np.nextafter(np.float32(s[allowed]), np.float32(np.inf)))
+    return min(t, 1.0)
+
+
+def rates(clean_scores: np.ndarray, adv_scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(FPR on clean, TPR on adversarial) at ``threshold``."""
+    return float(np.mean(clean_scores >= threshold)), float(np.mean(adv_scores >= threshold))
