@@ -262,6 +262,10 @@ class Trainer:
                         )
                 barrier(self.dist)
             self._check_replicas()
+            if self.dist.is_main:
+                from training.plots import plot_training_curves
+
+                plot_training_curves(self.out)
         finally:
             cleanup(self.dist)
         return metrics

@@ -125,6 +125,11 @@ def export_checkpoint(
                 "val_auc": roc_auc(torch.from_numpy(clean_scores), torch.from_numpy(adv_scores)),
             }
             log(f"router threshold {thr:.6f}: val FPR {fpr:.4f}, TPR {tpr:.4f}, AUC {router['val_auc']:.4f}")
+            from training.plots import plot_router_scores
+
+            plot = plot_router_scores(clean_scores, adv_scores, thr, Path(checkpoint).with_name("router_scores.png"),
+                                      title=f"{name}/{version}: router scores on the validation split")  # fmt: skip
+            log(f"router-score histogram: {plot}")
         if not skip_eval:
             test = build_dataset(cfg.dataset, "test", root=cfg.data_root)
             factory = lambda m: PGD(m, eps=eps, step_size=2.5 * eps / eval_steps, steps=eval_steps)  # noqa: E731

@@ -1,0 +1,236 @@
+"""Open Inference Protocol (KServe v2) REST API, plus Triton's repository index.
+
+Standard clients (tritonclient[http], KServe clients) work unchanged. Errors have the
+protocol's ``{"error": "..."}`` shape; malformed input answers 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from service.artifact import INPUT_IMAGE, INPUT_MIX, OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
+from service.codec_v2 import HEADER_LENGTH, decompress, parse_infer_request
+from service.dataplane import OUTPUT_ADVERSARIAL, OUTPUT_PROBABILITIES
+from service.deps import SERVER_NAME, get_state, lookup_model, read_body, require_api_key
+from service.errors import BadInput, error_response
+from service.repository import ModelVersion
+from service.routes_v1 import ERRORS
+
+router = APIRouter(prefix="/v2", tags=["v2: Open Inference Protocol"])
+
+OFFLOAD_BYTES = 64 * 1024  # parse bodies larger than this in a worker thread
+
+
+def tensor_metadata(mv: ModelVersion) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    art = mv.artifact
+    if art is None:
+        return [], []
+    c, h, w = art.input_shape
+    k = art.num_classes
+    inputs = [
+        {"name": INPUT_IMAGE, "datatype": "FP32", "shape": [-1, c, h, w]},
+        {"name": INPUT_MIX, "datatype": "FP32", "shape": [-1], "optional": True},
+    ]
+    outputs = [
+        {"name": OUTPUT_LOGITS, "datatype": "FP32", "shape": [-1, k]},
+        {"name": OUTPUT_P_ADV, "datatype": "FP32", "shape": [-1]},
+        {"name": OUTPUT_MIX, "datatype": "FP32", "shape": [-1]},
+        {"name": OUTPUT_PROBABILITIES, "datatype": "FP32", "shape": [-1, k]},
+        {"name": OUTPUT_ADVERSARIAL, "datatype": "BOOL", "shape": [-1]},
+    ]
+    return inputs, outputs
+
+
+def model_metadata(request: Request, mv: ModelVersion) -> dict[str, Any]:
+    repo = get_state(request).repository
+    inputs, outputs = tensor_metadata(mv)
+    art = mv.artifact
+    return {
+        "name": mv.name,
+        "versions": sorted(repo.versions[mv.name], key=int),
+        "platform": "onnxruntime_onnx",
+        "inputs": inputs,
+        "outputs": outputs,
+        # Extensions to the protocol's fields (clients ignore what they do not know):
+        "version": mv.version,
+        "state": mv.state,
+        "reason": mv.reason or None,
+        "provider": mv.provider,
+        "kind": art.kind if art is not None else None,
+        "threshold": mv.threshold if art is not None else None,
+        "class_names": list(art.class_names) if art is not None else None,
+    }
+
+
+# --- server ----------------------------------------------------------------------------------
+@router.get("", summary="Server metadata")
+async def server_metadata(request: Request) -> dict[str, Any]:
+    state = get_state(request)
+    return {"name": SERVER_NAME, "version": state.version, "extensions": state.extensions}
+
+
+@router.get("/health/live", summary="Liveness")
+async def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Readiness (503 while loading, failed or shutting down)",
+            responses={503: ERRORS[503]})
+async def ready(request: Request) -> Response:
+    state = get_state(request)
+    if not state.ready:
+        return error_response(503, f"not ready: {state.not_ready_reason()}")
+    return JSONResponse({"ready": True})
+
+
+# --- models ----------------------------------------------------------------------------------
+@router.get("/models/{name}", summary="Model metadata (latest ready version)", responses=ERRORS)
+async def metadata(request: Request, name: str) -> dict[str, Any]:
+    return model_metadata(request, lookup_model(request, name, None, ready=False))
+
+
+@router.get("/models/{name}/versions/{version}", summary="Model version metadata",
+            responses=ERRORS)
+async def metadata_version(request: Request, name: str, version: str) -> dict[str, Any]:
+    return model_metadata(request, lookup_model(request, name, version, ready=False))
+
+
+def _ready_answer(request: Request, mv: ModelVersion) -> Response:
+    if mv.ready and not get_state(request).draining:
+        return JSONResponse({"name": mv.name, "version": mv.version, "ready": True})
+    why = mv.reason or mv.state.lower()
+    if mv.ready:
+        why = "server is shutting down"
+    return error_response(503, f"model {mv.name} version {mv.version} is not ready: {why}")
+
+
+@router.get("/models/{name}/ready", summary="Model readiness", responses=ERRORS)
+async def model_ready(request: Request, name: str) -> Response:
+    return _ready_answer(request, lookup_model(request, name, None, ready=False))
+
+
+@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness",
+            responses=ERRORS)
+async def model_version_ready(request: Request, name: str, version: str) -> Response:
+    return _ready_answer(request, lookup_model(request, name, version, ready=False))
+
+
+def _config(mv: ModelVersion, request: Request) -> dict[str, Any]:
+    s = get_state(request).settings
+    inputs, outputs = tensor_metadata(mv)
+
+    def dims(t: dict[str, Any]) -> list[int]:
+        return t["shape"][1:] or [1]
+
+    return {
+        "name": mv.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "max_batch_size": s.max_request_batch,
+        "input": [{"name": t["name"], "data_type": "TYPE_" + t["datatype"], "dims": dims(t),
+                   **({"optional": True, "reshape": {"shape": []}} if t.get("optional") else {})}
+                  for t in inputs],
+        "output": [{"name": t["name"], "data_type": "TYPE_" + t["datatype"], "dims": dims(t),
+                    **({"reshape": {"shape": []}} if len(t["shape"]) == 1 else {})}
+                   for t in outputs],
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000),
+            "preferred_batch_size": [s.max_batch_size],
+        },
+        "version_policy": {"specific": {"versions": [mv.version]}},
+    }
+
+
+@router.get("/models/{name}/config", summary="Triton-style model configuration",
+            responses=ERRORS)
+async def config(request: Request, name: str) -> dict[str, Any]:
+    return _config(lookup_model(request, name, None, ready=False), request)
+
+
+@router.get("/models/{name}/versions/{version}/config", summary="Triton-style model configuration",
+            responses=ERRORS)
+async def config_version(request: Request, name: str, version: str) -> dict[str, Any]:
+    return _config(lookup_model(request, name, version, ready=False), request)
+
+
+# --- inference ---------------------------------------------------------------------------------
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A KServe v2 inference request (JSON), or with the binary tensor "
+        f"extension: the JSON header ({HEADER_LENGTH} bytes) followed by raw tensors.",
+        "content": {
+            "application/json": {"schema": {"type": "object", "example": {
+                "inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
+                            "data": [0.0] * 4}],
+                "outputs": [{"name": "probabilities"}, {"name": "p_adv"}],
+            }}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    state = get_state(request)
+    s = state.settings
+    mv = lookup_model(request, name, version, ready=True)
+    with state.metrics.inflight.labels(mv.name, mv.version).track_inprogress():
+        body = await read_body(request, s.max_body_bytes)
+        body = decompress(body, request.headers.get("content-encoding"), s.max_body_bytes)
+        if not body:
+            raise BadInput("empty body: send a v2 inference request")
+        header = request.headers.get(HEADER_LENGTH.lower())
+        if len(body) > OFFLOAD_BYTES:
+            req = await asyncio.to_thread(parse_infer_request, body, header)
+        else:
+            req = parse_infer_request(body, header)
+        content, headers = await state.dataplane.infer_v2(mv, req)
+    return Response(content=content, headers=headers, media_type=headers["Content-Type"])
+
+
+@router.post("/models/{name}/infer", summary="Inference (latest ready version)",
+             responses=ERRORS, openapi_extra=INFER_BODY, dependencies=[Depends(require_api_key)])
+async def infer(request: Request, name: str) -> Response:
+    return await _infer(request, name, None)
+
+
+@router.post("/models/{name}/versions/{version}/infer", summary="Inference",
+             responses=ERRORS, openapi_extra=INFER_BODY, dependencies=[Depends(require_api_key)])
+async def infer_version(request: Request, name: str, version: str) -> Response:
+    return await _infer(request, name, version)
+
+
+# --- repository (Triton extension) ---------------------------------------------------------------
+@router.post("/repository/index", summary="Model repository index (Triton extension)")
+async def repository_index(request: Request) -> list[dict[str, Any]]:
+    body = await read_body(request, 64 * 1024)
+    ready_only = False
+    if body.strip():
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadInput(f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise BadInput("body must be a JSON object, e.g. {\"ready\": true}")
+        ready_only = bool(payload.get("ready", False))
+    repo = get_state(request).repository
+    rows = []
+    for mv in sorted(repo.all_versions(), key=lambda m: (m.name, int(m.version))):
+        if ready_only and not mv.ready:
+            continue
+        rows.append({"name": mv.name, "version": mv.version, "state": mv.state,
+                     "reason": mv.reason})
+    return rows
+
+
+@router.post("/repository/models/{name}/load", include_in_schema=False)
+@router.post("/repository/models/{name}/unload", include_in_schema=False)
+async def repository_control(name: str) -> Response:
+    return error_response(501, "explicit model control is not supported: models are loaded "
+                          "from the repository at start")
