@@ -87,6 +87,20 @@ def test_wrn_per_stage_configuration() -> None:
     assert small(torch.rand(1, 3, 32, 32)).shape == (1, 10)
 
 
+def test_pair_forward_routes_each_batch_through_its_bn() -> None:
+    """Training by known type: one router pass over both batches, two backbone passes."""
+    model = create_model("awnet_smallcnn").train()
+    bn = model.mixbns[0]
+    clean0, adv0 = bn.bn_clean.running_mean.clone(), bn.bn_adv.running_mean.clone()
+    x, xa = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
+    out_c, out_a = model(x, x_adv=xa)
+    assert out_c.logits.shape == out_a.logits.shape == (4, 10)
+    assert out_c.mix.eq(0).all() and out_a.mix.eq(1).all()
+    assert not torch.equal(bn.bn_clean.running_mean, clean0) and not torch.equal(bn.bn_adv.running_mean, adv0)
+    (out_c.logits.sum() + out_a.logits.sum() + out_c.type_logits.sum()).backward()
+    _finite_grads(model)
+
+
 def test_soft_mix_refused_in_training_mode() -> None:
     model = create_model("awnet_smallcnn").train()
     with pytest.raises(RuntimeError, match="known type"):

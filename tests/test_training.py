@@ -64,6 +64,8 @@ def test_awnet_run_lowers_losses_and_branches_differ(tmp_path) -> None:
     first, last = epochs[0]["train"], epochs[-1]["train"]
     for key in ("l_nat", "l_adv", "l_type"):
         assert last[key] < first[key], (key, first[key], last[key])
+    # the router learnt to tell PGD from clean *at inference* (eval-mode BN statistics)
+    assert epochs[-1]["val"]["router_auc"] > 0.7, epochs[-1]["val"]
     model, _ = load_model(out / "last.pt")
     from training.data import build_dataset
 

@@ -115,7 +115,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     res = export_checkpoint(
         args.checkpoint, args.out, name=args.name, version=args.version, static=args.static,
         target_fpr=args.fpr, opset=args.opset, eval_steps=args.eval_steps,
-        eval_max_samples=args.eval_max_samples, skip_eval=args.skip_eval,
+        eval_max_samples=args.eval_max_samples, skip_eval=args.skip_eval, threshold_floor=args.threshold_floor,
     )  # fmt: skip
     m = res.manifest
     print(json.dumps({"out": str(res.out_dir), "kind": m["kind"], "sha256": m["onnx"]["sha256"],
@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static", action="store_true",
                    help="export the plain backbone (AW-Net: the clean branch alone): the benchmark baseline")
     p.add_argument("--fpr", type=float, default=0.01, help="clean false-positive rate the router threshold is calibrated for")
+    p.add_argument("--threshold-floor", type=float, default=0.5,
+                   help="the threshold is max(FPR-calibrated threshold, this): never flag what the router "
+                        "itself calls more likely clean; 0 = the pure FPR threshold")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset")
     p.add_argument("--eval-steps", type=int, default=20, help="PGD steps for calibration and test figures")
     p.add_argument("--eval-max-samples", type=int, default=1000, help="validation/test images used")

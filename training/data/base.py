@@ -52,7 +52,23 @@ def stratified_holdout(
     return k, h
 
 
-class TensorImageDataset(Dataset):
+class LabelledImages(Dataset):
+    """What every dataset here exposes besides items: ``info``, ``labels``, class names."""
+
+    info: DatasetInfo
+    labels: torch.Tensor
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.info.class_names
+
+    @property
+    def targets(self) -> list[int]:
+        """Labels as a Python list (torchvision-style)."""
+        return self.labels.tolist()
+
+
+class TensorImageDataset(LabelledImages):
     """Images held in memory as one uint8 tensor ``[N, C, H, W]`` plus int64 labels.
 
     ``dataset[i]`` is ``(float32 [C, H, W] in [0, 1], int label)``; ``transform`` (e.g.
@@ -76,15 +92,6 @@ class TensorImageDataset(Dataset):
         self.info = info
         self.split = split
         self.transform = transform
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.info.class_names
-
-    @property
-    def targets(self) -> list[int]:
-        """Labels as a Python list (torchvision-style)."""
-        return self.labels.tolist()
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from .augment import RandomCropFlip
-from .base import check_split, stratified_holdout
+from .base import LabelledImages, check_split, stratified_holdout
 from .info import IMAGEFOLDER_PREFIX, DatasetInfo, DatasetUnavailableError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "imagefolder_info", "load_imagefolder"]
@@ -112,7 +111,7 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor
     return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(LabelledImages):
     """ImageFolder images read lazily with PIL.
 
     Items are ``(float32 [C, H, W] in [0, 1], int label)``.
@@ -131,14 +130,6 @@ class ImageFolderDataset(Dataset):
         self.info = info
         self.split = split
         self.transform = transform
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.info.class_names
-
-    @property
-    def targets(self) -> list[int]:
-        return self.labels.tolist()
 
     def __len__(self) -> int:
         return len(self.files)

@@ -75,6 +75,7 @@ def export_checkpoint(
     eval_max_samples: int = 1000,
     skip_eval: bool = False,
     parity_samples: int = 64,
+    threshold_floor: float = 0.5,
     log=print,
 ) -> ExportResult:
     torch.manual_seed(0)
@@ -112,10 +113,14 @@ def export_checkpoint(
             log(f"calibrating the router threshold for FPR {target_fpr:.2%} on {len(xv)} validation images ...")
             clean_scores = _p_adv(model, xv)
             adv_scores = _p_adv(model, _pgd(model, xv, yv, eps, eval_steps))
-            thr = threshold_for_fpr(clean_scores, target_fpr)
+            fpr_thr = threshold_for_fpr(clean_scores, target_fpr)
+            thr = max(fpr_thr, threshold_floor)
             fpr, tpr = rates(clean_scores, adv_scores, thr)
             router = {
                 "threshold": thr,
+                "fpr_threshold": fpr_thr,
+                "threshold_floor": threshold_floor,
+                "threshold_rule": "max(smallest threshold with clean val FPR <= target_fpr, threshold_floor)",
                 "target_fpr": target_fpr,
                 "calibration_split": "val",
                 "calibration_samples": int(len(xv)),

@@ -30,6 +30,9 @@ class AWNetMethod(Method):
     - L_adv = KL(robust teacher(x_adv) || student(x_adv) through the adversarial BN)
     - L_type = CE(type head(x), clean) + CE(type head(x_adv), adversarial)
     - x_adv: PGD on the student itself (eval mode, router in soft mode)
+    - the router sees x and x_adv in one batch, so its BN statistics in training match
+      the mixed running statistics it uses at inference (with separate batches the type
+      head learns on per-type normalised features and inverts at inference)
     - w_nat moves by ``balance_rate`` toward r_nat / (r_nat + r_adv), r = loss / initial
       loss (MTARD); w_adv = 1 - w_nat.
     With ``teacher_free`` the two KL terms become cross-entropies on the labels.
@@ -56,8 +59,7 @@ class AWNetMethod(Method):
 
     def loss(self, model, x, y):
         x_adv = self.pgd(model)(x, y)
-        out_c = model(x, mix="clean", return_all=True)
-        out_a = model(x_adv, mix="adv", return_all=True)
+        out_c, out_a = model(x, x_adv=x_adv)
         t = self.cfg.kd_temperature
         if self.teachers is None:
             l_nat = F.cross_entropy(out_c.logits, y)
