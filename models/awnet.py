@@ -111,27 +111,56 @@ class AWNet(nn.Module):
             )
         return m, m
 
-    def forward_all(self, x: torch.Tensor, mix: Mix = None) -> AWNetOutput:
-        mix = self.mix_mode if mix is None else mix
-        type_logits, signals = self.router(x)
-        p_adv = torch.softmax(type_logits, dim=1)[:, 1]
-        mix_t, bn_mix = self._resolve_mix(mix, p_adv)
+    def _backbone(
+        self, x: torch.Tensor, signals: list[torch.Tensor], bn_mix: str | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the backbone with the given per-conv signals and MixBN mix set."""
         for conv, s in zip(self.convs, signals, strict=True):
             conv.signal = s
         for bn in self.mixbns:
             bn.mix = bn_mix
         try:
             features = self.backbone.forward_features(x)
-            logits = self.backbone.forward_head(features)
+            return features, self.backbone.forward_head(features)
         finally:
             for conv in self.convs:
                 conv.signal = None
             for bn in self.mixbns:
                 bn.mix = None
+
+    def forward_all(self, x: torch.Tensor, mix: Mix = None) -> AWNetOutput:
+        mix = self.mix_mode if mix is None else mix
+        type_logits, signals = self.router(x)
+        p_adv = torch.softmax(type_logits, dim=1)[:, 1]
+        mix_t, bn_mix = self._resolve_mix(mix, p_adv)
+        features, logits = self._backbone(x, signals, bn_mix)
         return AWNetOutput(logits, type_logits, p_adv, mix_t, features)
 
-    def forward(self, x: torch.Tensor, mix: Mix = None, return_all: bool = False):
-        """Logits (or the full :class:`AWNetOutput` with ``return_all``, e.g. under DDP)."""
+    def forward_pair(self, x_clean: torch.Tensor, x_adv: torch.Tensor) -> tuple[AWNetOutput, AWNetOutput]:
+        """Training forward by known type: the router sees the clean and the adversarial
+        batch *together* (so its BN statistics, in training as at inference, describe
+        both kinds of input), then the backbone runs twice, the clean batch through the
+        clean BNs and the adversarial batch through the adversarial BNs (separate
+        running statistics)."""
+        n = x_clean.shape[0]
+        type_logits, signals = self.router(torch.cat([x_clean, x_adv]))
+        p_adv = torch.softmax(type_logits, dim=1)[:, 1]
+        outs = []
+        for sl, x, kind, value in ((slice(0, n), x_clean, MIX_CLEAN, 0.0), (slice(n, None), x_adv, MIX_ADV, 1.0)):
+            features, logits = self._backbone(x, [s[sl] for s in signals], kind)
+            outs.append(AWNetOutput(logits, type_logits[sl], p_adv[sl], torch.full_like(p_adv[sl], value), features))
+        return outs[0], outs[1]
+
+    def forward(
+        self, x: torch.Tensor, mix: Mix = None, return_all: bool = False, x_adv: torch.Tensor | None = None
+    ):
+        """Logits (or the full :class:`AWNetOutput` with ``return_all``, e.g. under DDP).
+
+        With ``x_adv`` it is the training pair forward (:meth:`forward_pair`), which goes
+        through ``forward`` so DistributedDataParallel sees one call.
+        """
+        if x_adv is not None:
+            return self.forward_pair(x, x_adv)
         out = self.forward_all(x, mix)
         return out if return_all else out.logits
 
