@@ -131,3 +131,11 @@ def test_cli_clear_errors(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "training", "train", "--dataset", "cifar10", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "torchvision" in proc.stderr
+
+
+@pytest.mark.slow
+def test_mixed_precision_option_runs_on_cpu(tmp_path) -> None:
+    """--amp: bfloat16 autocast on CPU (float16 + GradScaler on CUDA)."""
+    out = _train(tmp_path, "amp", method="awnet", teacher_free=True, epochs=1, amp=True)
+    steps = _records(out, "step")
+    assert steps and all(torch.isfinite(torch.tensor(s["loss"])) for s in steps)
