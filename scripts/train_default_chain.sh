@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full chain on the embedded digits: clean teacher (standard), robust teacher
-# (TRADES), AW-Net student (small CNN) distilled from both. Prints each step's wall time.
+# (TRADES), AW-Net student (small CNN) warm-started from the robust teacher and distilled
+# from both. Prints each step's wall time.
 # Usage: scripts/train_default_chain.sh [OUT_DIR]   (default runs/mnist5k)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +21,5 @@ step robust_teacher train --method trades --epochs 8 --eps-warmup-epochs 2 --eva
   --out "$OUT/robust_teacher"
 step awnet train --method awnet --epochs 8 --eps-warmup-epochs 2 --eval-every 4 --seed "$SEED" \
   --clean-teacher "$OUT/clean_teacher/last.pt" --robust-teacher "$OUT/robust_teacher/last.pt" \
-  --out "$OUT/awnet"
+  --init-from "$OUT/robust_teacher/last.pt" --out "$OUT/awnet"
 echo "total: $(awk '{s += $(NF-1)} END {print s}' "$OUT/timings.txt") s" | tee -a "$OUT/timings.txt"

@@ -139,3 +139,28 @@ def test_mixed_precision_option_runs_on_cpu(tmp_path) -> None:
     out = _train(tmp_path, "amp", method="awnet", teacher_free=True, epochs=1, amp=True)
     steps = _records(out, "step")
     assert steps and all(torch.isfinite(torch.tensor(s["loss"])) for s in steps)
+
+
+def test_warm_start_copies_static_weights_into_both_branches(tmp_path) -> None:
+    from models import create_model
+    from training.checkpoint import save_checkpoint, warm_start_awnet
+
+    static = create_model("smallcnn").eval()
+    with torch.no_grad():
+        for m in static.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    cfg = TrainConfig(method="standard").resolve(0.3, False)
+    path = tmp_path / "static.pt"
+    save_checkpoint(path, {"config": cfg.to_dict(), "model_name": "smallcnn", "model_kwargs": {},
+                           "input_config": static.input_config.to_dict(), "model": static.state_dict()})  # fmt: skip
+    aw = create_model("awnet_smallcnn").eval()
+    assert warm_start_awnet(aw, path) > 0
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():  # omega starts at 1: both branches are exactly the static model
+        torch.testing.assert_close(aw(x, mix=MIX_CLEAN), static(x))
+        torch.testing.assert_close(aw(x, mix=MIX_ADV), static(x))
+    wrong = create_model("awnet_resnet18")
+    with pytest.raises(ValueError, match="does not match"):
+        warm_start_awnet(wrong, path)

@@ -106,3 +106,23 @@ def slim_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) ->
     dst.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dst, slim)
     return dst
+
+
+def warm_start_awnet(awnet: nn.Module, path: str | os.PathLike[str]) -> int:
+    """Copy a static checkpoint of the same backbone into an AW-Net: convs and head as
+    they are, each BN into both BNs of its MixBN. Returns the number of tensors copied."""
+    src_model, ckpt = load_model(path)
+    if getattr(src_model, "is_awnet", False):
+        raise ValueError(f"--init-from needs a static checkpoint, {path} holds an AW-Net")
+    src = src_model.state_dict()
+    dst = awnet.backbone.state_dict()
+    copied = {}
+    for key, value in dst.items():
+        source_key = key.replace(".bn_clean.", ".").replace(".bn_adv.", ".")
+        if source_key not in src or src[source_key].shape != value.shape:
+            raise ValueError(
+                f"--init-from {path}: its {ckpt['model_name']} does not match the AW-Net backbone at {key!r}"
+            )
+        copied[key] = src[source_key]
+    awnet.backbone.load_state_dict(copied)
+    return len(copied)

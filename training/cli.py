@@ -59,6 +59,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clean-teacher", default=None, help="checkpoint of a standard-trained model")
     g.add_argument("--robust-teacher", default=None, help="checkpoint of a TRADES (or PGD-AT) model")
     _bool(g, "--teacher-free", "variant without teachers: CE on the labels instead of the two KL terms")
+    g.add_argument("--init-from", default=None,
+                   help="warm start: copy a static checkpoint's weights (same backbone) into the AW-Net's "
+                        "shared convs, head and both BNs of every MixBN (e.g. the robust teacher)")
     g.add_argument("--type-loss-weight", type=float, default=D.type_loss_weight, help="lambda (default: %(default)s)")
     g.add_argument("--balance-rate", type=float, default=D.balance_rate, help="MTARD loss-balance rate (default: %(default)s)")
     g.add_argument("--kd-temperature", type=float, default=D.kd_temperature, help="distillation temperature (default: %(default)s)")

@@ -43,6 +43,7 @@ class TrainConfig:
     clean_teacher: str | None = None
     robust_teacher: str | None = None
     teacher_free: bool = False  # CE instead of the two distillation terms
+    init_from: str | None = None  # warm start from a static checkpoint of the same backbone
     type_loss_weight: float = 1.0  # lambda
     balance_rate: float = 0.025  # MTARD loss-balance rate
     kd_temperature: float = 1.0

@@ -73,6 +73,12 @@ class Trainer:
         )
         self.model_kwargs = model_kwargs(cfg)
         self.model = build_model(cfg.model, self.input_config, self.model_kwargs).to(self.device)
+        if cfg.init_from and not cfg.resume:
+            if not getattr(self.model, "is_awnet", False):
+                raise ValueError("--init-from warm-starts AW-Net models only")
+            from training.checkpoint import warm_start_awnet
+
+            warm_start_awnet(self.model, cfg.init_from)
         self.loader = make_loader(
             self.train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.workers,
             distributed=self.dist.enabled, drop_last=True,
