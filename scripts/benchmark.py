@@ -410,11 +410,13 @@ class Cell:
 
 
 def measure(cells: Sequence[Cell], *, seconds: float, iterations: int | None, warmup: int,
-            rounds: int, desc: str) -> None:
+            rounds: int, settle_s: float, desc: str) -> None:
     """Time each cell, interleaved: ``rounds`` passes over all cells, each pass giving every
     cell 1/rounds of its budget. A busy machine then slows every model alike instead of
-    whichever happened to run during the disturbance. Each pass starts with one untimed call
-    (the other session's threads may still be spinning)."""
+    whichever happened to run during the disturbance. Each pass of a cell starts with
+    ``settle_s`` of untimed calls: right after a switch the previous session's intra-op
+    threads still spin-wait for work (ONNX Runtime's default) and steal a core, which
+    measured ~40% slower calls for ~20 ms on 2 cores."""
     from tqdm import tqdm
 
     for cell in cells:
@@ -428,7 +430,10 @@ def measure(cells: Sequence[Cell], *, seconds: float, iterations: int | None, wa
         with tqdm(total=rounds * len(cells), desc=desc, unit="cell", leave=False, file=sys.stderr) as bar:
             for _ in range(rounds):
                 for cell in cells:
+                    settle_end = time.perf_counter() + settle_s
                     cell.run()
+                    while time.perf_counter() < settle_end:
+                        cell.run()
                     n = 0
                     start = time.perf_counter()
                     while True:
@@ -494,6 +499,8 @@ def probe_memory_main(argv: Sequence[str]) -> int:
     p.add_argument("--model", default=None, help="model.onnx (ort) or checkpoint (torch); none = interpreter only")
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--shape", type=int, nargs="+", required=True)
+    p.add_argument("--settle-ms", type=float, default=50.0,
+                   help="untimed calls for this long at the start of each pass of a cell (see measure())")
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--calls", type=int, default=3)
     a = p.parse_args(argv)
@@ -845,6 +852,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=None, help="fixed number of timed calls per cell instead of --seconds")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls per cell before timing")
     p.add_argument("--rounds", type=int, default=4, help="interleaved passes over the cells (each gets 1/rounds of the budget)")
+    p.add_argument("--settle-ms", type=float, default=50.0,
+                   help="untimed calls for this long at the start of each pass of a cell (see measure())")
     p.add_argument("--threads", type=int, default=usable_cores(),
                    help="ONNX Runtime intra-op threads (and torch threads); default: all usable cores")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-RSS subprocesses")
@@ -870,8 +879,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.eager is None:
         args.eager = args.checkpoint is not None
     args.checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    for name in ("model_dir", "baseline_dir", "checkpoint", "plain_dir", "cache_dir", "json_out", "plot_out"):
+        if getattr(args, name) is not None:  # subprocesses run in the project root
+            setattr(args, name, getattr(args, name).resolve())
     if args.seconds <= 0 or args.rounds < 1 or args.threads < 1 or any(b < 1 for b in args.batch_sizes):
         raise SystemExit("error: --seconds, --rounds, --threads and --batch-sizes must be positive")
+    if args.settle_ms < 0 or args.warmup < 0 or (args.iterations is not None and args.iterations < 1):
+        raise SystemExit("error: --settle-ms and --warmup must not be negative, --iterations must be positive")
     if args.http:
         check_service(args.http)  # fail before minutes of measuring
     batches = sorted(set(args.batch_sizes))
@@ -889,13 +903,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells, providers = ort_cells(models, batches, args.threads)
     budget = len(cells) * (args.seconds if not args.iterations else 0)
     log(f"timing {len(cells)} cells ({', '.join(keys)} x batch {batches})" + (f", ~{budget:.1f} s" if budget else ""))
-    measure(cells, seconds=args.seconds, iterations=args.iterations, warmup=args.warmup, rounds=args.rounds, desc="onnxruntime")
+    measure(cells, seconds=args.seconds, iterations=args.iterations, warmup=args.warmup, rounds=args.rounds,
+            settle_s=args.settle_ms / 1e3, desc="onnxruntime")
     latency = [c.stats() for c in cells]
     eager: list[dict[str, Any]] = []
     torch_version = None
     if args.eager:  # after the ONNX Runtime cells: torch's threads must not disturb them
         ecells, torch_version = eager_cells(args.checkpoint, batches, args.threads, models["awnet"].input_shape)
-        measure(ecells, seconds=args.seconds, iterations=args.iterations, warmup=args.warmup, rounds=args.rounds, desc="torch eager")
+        measure(ecells, seconds=args.seconds, iterations=args.iterations, warmup=args.warmup,
+                rounds=args.rounds, settle_s=args.settle_ms / 1e3, desc="torch eager")
         eager = [c.stats() for c in ecells]
     http = None
     if args.http:
@@ -952,7 +968,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": [Path(sys.argv[0]).name, *argv],
         "machine": machine,
         "settings": {"batch_sizes": batches, "seconds": args.seconds, "iterations": args.iterations,
-                     "warmup": args.warmup, "rounds": args.rounds, "threads": args.threads},
+                     "warmup": args.warmup, "rounds": args.rounds, "settle_ms": args.settle_ms,
+                     "threads": args.threads},
         "models": {k: {"dir": str(m.dir), "onnx": str(m.onnx_path), "built": m.built, "kind": m.manifest.get("kind"),
                        "name": m.manifest.get("name"), "version": m.manifest.get("version"), **m.facts}
                    for k, m in models.items()},
