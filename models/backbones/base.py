@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
@@ -9,7 +11,7 @@ from models.config import InputConfig
 from models.layers import Normalize
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, ABC):
     """A classifier split timm-style into ``forward_features`` and ``forward_head``.
 
     ``forward_features`` returns the pooled penultimate features (what randomized
@@ -29,11 +31,13 @@ class Backbone(nn.Module):
     def num_classes(self) -> int:
         return self.input_config.num_classes
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled penultimate features of [0, 1] images."""
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits from the features."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,7 @@ def preserved_modes(model: nn.Module, train: bool = False, mix: Any = None) -> I
             model.mix_mode = old_mix
 
 
-class Attack:
+class Attack(ABC):
     """Base: ``attack(x, y)`` returns adversarial images in [0, 1]; ``x`` is untouched.
 
     ``mix`` forces the AW-Net branch the attack sees (None: the model's own mode, the
@@ -54,8 +55,9 @@ class Attack:
             x_adv = self.perturb(x.detach().clone(), y.detach())
         return x_adv.detach()
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The attack loop on a copy of the input (modes already set by ``__call__``)."""
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         x_adv = torch.max(torch.min(x_adv, x + self.eps), x - self.eps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -12,7 +13,7 @@ from training.config import TrainConfig
 from training.methods.rat import RATRegulariser
 
 
-class Method:
+class Method(ABC):
     """One training objective. ``model`` passed to :meth:`loss` may be DDP-wrapped (used
     for the differentiable forwards); attacks always run on the bare module."""
 
@@ -38,11 +39,12 @@ class Method:
         step = self.cfg.step_size * (self.eps / self.cfg.eps) if self.cfg.eps else 0.0
         return PGD(self.attack_model(model), eps=self.eps, step_size=step, steps=self.cfg.attack_steps, loss=loss)
 
+    @abstractmethod
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError  # pragma: no cover
+        """The batch's training loss and the figures shown in the progress bar and log."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - stateless by default
+        """Restore :meth:`state_dict` (methods without state have nothing to restore)."""
