@@ -33,6 +33,8 @@ COPY service ./service
 # pyproject.toml (the single source of truth), not here.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[train]" \
+ && pip install --no-cache-dir --no-deps "torchattacks==3.5.1" \
+ && python -c "import torchattacks" \
  && python -c "import torch, training; assert torch.version.cuda, 'expected a CUDA build of torch'; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
 RUN groupadd --system --gid 10001 awnet \

@@ -46,6 +46,18 @@ _BACKBONES: dict[str, BackboneSpec] = {
         "small CNN for 28x28 grey images (4 convs, 2 pools, fc 128)",
         "this project (TRADES-style SmallCNN with BN)",
     ),
+    "smallcnn_w16": BackboneSpec(
+        lambda ic, layers, **kw: SmallCNN(ic, layers, **{"width": 16, "hidden": 64, **kw}),
+        digits_config,
+        "small CNN at half width (16-16-32-32, fc 64): the capacity axis of the trade-off sweep",
+        "this project",
+    ),
+    "smallcnn_w8": BackboneSpec(
+        lambda ic, layers, **kw: SmallCNN(ic, layers, **{"width": 8, "hidden": 32, **kw}),
+        digits_config,
+        "small CNN at quarter width (8-8-16-16, fc 32): where robustness costs clean accuracy",
+        "this project",
+    ),
     "resnet18": BackboneSpec(
         lambda ic, layers, **kw: ResNet(ic, layers, blocks=(2, 2, 2, 2), **kw),
         cifar10_config,

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The full chain on the embedded digits: clean teacher (standard), robust teacher
 # (TRADES), AW-Net student (small CNN) warm-started from the robust teacher and distilled
-# from both. Prints each step's wall time.
+# from both, with the router trained on adaptive (router-evasion) examples. Each step keeps
+# best.pt, the checkpoint robust validation selected (docs/training.md). Prints each step's
+# wall time. The same recipes as `make reproduce` (scripts/reproduce.sh).
 # Usage: scripts/train_default_chain.sh [OUT_DIR]   (default runs/mnist5k)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${1:-runs/mnist5k}
 SEED=${SEED:-0}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
 step() {
   local name=$1; shift
@@ -16,10 +19,10 @@ step() {
   echo "$name: $((SECONDS - t0)) s" | tee -a "$OUT/timings.txt"
 }
 : > "$OUT/timings.txt"
-step clean_teacher train --method standard --epochs 4 --seed "$SEED" --out "$OUT/clean_teacher"
+step clean_teacher train --method standard --epochs 8 --eval-every 4 --seed "$SEED" --out "$OUT/clean_teacher"
 step robust_teacher train --method trades --epochs 8 --eps-warmup-epochs 2 --eval-every 4 --seed "$SEED" \
   --out "$OUT/robust_teacher"
 step awnet train --method awnet --epochs 8 --eps-warmup-epochs 2 --eval-every 4 --seed "$SEED" \
-  --clean-teacher "$OUT/clean_teacher/last.pt" --robust-teacher "$OUT/robust_teacher/last.pt" \
-  --init-from "$OUT/robust_teacher/last.pt" --out "$OUT/awnet"
+  --clean-teacher "$OUT/clean_teacher/best.pt" --robust-teacher "$OUT/robust_teacher/best.pt" \
+  --init-from "$OUT/robust_teacher/best.pt" --out "$OUT/awnet"
 echo "total: $(awk '{s += $(NF-1)} END {print s}' "$OUT/timings.txt") s" | tee -a "$OUT/timings.txt"

@@ -44,7 +44,7 @@ def _perturb(model: torch.nn.Module) -> None:
 
 def _fake_checkpoint(tmp: Path, name: str, **kw) -> Path:
     method = "awnet" if name.startswith("awnet_") else "standard"
-    cfg = TrainConfig(method=method, model=name, teacher_free=True).resolve(0.3, False)
+    cfg = TrainConfig(method=method, model=name, teacher_free=method == "awnet").resolve(0.3, False)
     model = create_model(name, input_config=digits_config(), **kw)
     _perturb(model)
     path = tmp / f"{name}.pt"

@@ -18,7 +18,14 @@ from training.config import TrainConfig
 from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = dict(max_train_samples=256, batch_size=64, attack_steps=2, eval_attack_steps=2, val_max_samples=64, log_every=1)
+TINY = dict(max_train_samples=256, batch_size=64, attack_steps=2, eval_attack_steps=2, val_max_samples=64, log_every=1,
+            val_attack_steps=5, val_square_samples=32, val_square_queries=50)
+
+
+def tiny(**kw) -> dict:
+    """TINY for ``kw``'s method: a standard run takes no training-attack options."""
+    base = {k: v for k, v in TINY.items() if not (kw.get("method") == "standard" and k == "attack_steps")}
+    return {**base, **kw}
 
 
 def _records(run: Path, event: str) -> list[dict]:
@@ -28,7 +35,7 @@ def _records(run: Path, event: str) -> list[dict]:
 
 def _train(tmp: Path, name: str, **kw) -> Path:
     out = tmp / name
-    Trainer(TrainConfig(out=str(out), **{**TINY, **kw})).fit()
+    Trainer(TrainConfig(out=str(out), **tiny(**kw))).fit()
     return out
 
 
@@ -80,9 +87,9 @@ def test_resume_is_bit_for_bit(tmp_path) -> None:
     kw = dict(method="awnet", teacher_free=True, epochs=2, eps_warmup_epochs=1.0)
     straight = _train(tmp_path, "straight", **kw)
     part = tmp_path / "part"
-    Trainer(TrainConfig(out=str(part), stop_after=1, **{**TINY, **kw})).fit()
+    Trainer(TrainConfig(out=str(part), stop_after=1, **tiny(**kw))).fit()
     resumed = tmp_path / "resumed"
-    Trainer(TrainConfig(out=str(resumed), resume=str(part / "last.pt"), **{**TINY, **kw})).fit()
+    Trainer(TrainConfig(out=str(resumed), resume=str(part / "last.pt"), **tiny(**kw))).fit()
     a = [s for s in _records(straight, "step") if s["epoch"] == 2]
     b = [s for s in _records(resumed, "step") if s["epoch"] == 2]
     assert a and len(a) == len(b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,17 @@ def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
+
+
+def mean_over_ranks(values: Sequence[float], device: torch.device) -> list[float]:
+    """Each value averaged over the ranks of the default process group, in one collective
+    (unchanged when no group is running), so that per-rank state driven by these values
+    (e.g. MTARD's loss balance) stays identical on every rank. Every rank must call it."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / dist.get_world_size()).tolist()
 
 
 def barrier(info: DistInfo) -> None:

@@ -4,17 +4,39 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def _plt():
+def pyplot() -> Any:
+    """pyplot on the Agg backend: the commands run headless (servers, CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 110, **layout: Any) -> Path:
+    """Lay ``fig`` out tight (``layout``: ``tight_layout``'s keywords), write it to ``path``
+    (its folder made), close it; returns ``path``."""
+    fig.tight_layout(**layout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
+def router_score_hist(ax: Any, clean: np.ndarray, adv: np.ndarray, threshold: float, adv_label: str = "PGD") -> None:
+    """p_adv on clean and on attacked inputs over shared bins in [0, 1] (log counts), the
+    threshold drawn: one panel of the export's histogram and of ``analyze router``'s."""
+    bins = np.linspace(0, 1, 51)
+    ax.hist(clean, bins=bins, alpha=0.6, label=f"clean (n={len(clean)})", color="tab:green")
+    ax.hist(adv, bins=bins, alpha=0.6, label=f"{adv_label} (n={len(adv)})", color="tab:red")
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    ax.set(xlabel="router score p_adv", ylabel="images", yscale="log")
 
 
 def plot_training_curves(run_dir: Path) -> Path | None:
@@ -25,8 +47,7 @@ def plot_training_curves(run_dir: Path) -> Path | None:
     epochs = [r for r in map(json.loads, path.read_text().splitlines()) if r.get("event") == "epoch"]
     if not epochs:
         return None
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = pyplot().subplots(1, 2, figsize=(11, 4))
     xs = [r["epoch"] for r in epochs]
     for key in ("loss", "ce", "ce_adv", "kl", "l_nat", "l_adv", "l_type", "rat_f1", "rat_f2"):
         ys = [r["train"].get(key) for r in epochs]
@@ -45,24 +66,13 @@ def plot_training_curves(run_dir: Path) -> Path | None:
         ax2.set(xlabel="epoch", ylim=(0, 1.02), title="validation")
         ax2.legend()
     fig.suptitle(run_dir.name)
-    fig.tight_layout()
-    out = run_dir / "training_curves.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, run_dir / "training_curves.png")
 
 
 def plot_router_scores(clean: np.ndarray, adv: np.ndarray, threshold: float, out: Path, title: str = "") -> Path:
     """Histogram of p_adv on clean and on PGD inputs, with the calibrated threshold."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.linspace(0, 1, 51)
-    ax.hist(clean, bins=bins, alpha=0.6, label=f"clean (n={len(clean)})", color="tab:green")
-    ax.hist(adv, bins=bins, alpha=0.6, label=f"PGD (n={len(adv)})", color="tab:red")
-    ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.3f}")
-    ax.set(xlabel="router score p_adv", ylabel="images", yscale="log", title=title or "router scores")
+    fig, ax = pyplot().subplots(figsize=(7, 4))
+    router_score_hist(ax, clean, adv, threshold)
+    ax.set_title(title or "router scores")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

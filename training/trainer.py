@@ -32,8 +32,9 @@ from training.data import build_dataset, get_dataset_info, make_loader
 from training.distributed import all_reduce_mean, barrier, cleanup, init_distributed
 from training.methods import METHOD_CLASSES, AWNetMethod, Method
 from training.metrics import evaluate
+from training.validation import robust_validation
 
-AUGMENTED_BY_DEFAULT = ("cifar10", "cifar100", "svhn")
+AUGMENTED_BY_DEFAULT = ("cifar10", "cifar100", "svhn", "tinyimagenet")
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -96,6 +97,8 @@ class Trainer:
         self.method = self._make_method()
         self.start_epoch = 0
         self.global_step = 0
+        self.best: dict[str, Any] | None = None  # the selected checkpoint (best.pt)
+        self.validations = 0
         if cfg.resume:
             self._resume(cfg.resume)
         self.ddp_model: nn.Module = self.model
@@ -144,6 +147,9 @@ class Trainer:
             "global_step": self.global_step,
             "rng": rng_state(),
             "metrics": metrics,
+            "masking_alarm": (metrics.get("val") or {}).get("masking"),
+            "best": self.best,
+            "validations": self.validations,
             "dataset": self.info.to_dict(),
             "code_revision": code_revision(),
         }
@@ -157,6 +163,8 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.method.load_state_dict(ckpt.get("method_state", {}))
+        self.best = ckpt.get("best")
+        self.validations = int(ckpt.get("validations", 0))
         self.start_epoch = int(ckpt["epoch"])
         self.global_step = int(ckpt["global_step"])
         set_rng_state(ckpt["rng"])
@@ -186,6 +194,8 @@ class Trainer:
         for i, (x, y) in enumerate(bar):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             self.method.set_eps(self.current_eps(epoch + i / self.steps_per_epoch))
+            if isinstance(self.method, AWNetMethod):  # MTARD: the balance rate follows the lr
+                self.method.set_lr_factor(lr_factor(self.cfg, self.global_step, self.steps_per_epoch))
             with self._autocast():
                 loss, figures = self.method.loss(self.ddp_model, x, y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -206,13 +216,41 @@ class Trainer:
             if self.global_step == 1 or self.global_step % self.cfg.log_every == 0:
                 self._log({"event": "step", "epoch": epoch + 1, "step": self.global_step, "eps": self.method.eps,
                            "lr": self.optimizer.param_groups[0]["lr"], **figures})  # fmt: skip
-            bar.set_postfix({k: f"{v / count:.4g}" for k, v in sums.items() if k in ("loss", "l_nat", "l_adv", "l_type", "ce", "ce_adv", "kl", "router_acc")})
+            post = {k: f"{v / count:.4g}" for k, v in sums.items() if k in ("loss", "l_nat", "l_adv", "l_type", "ce", "ce_adv", "kl", "router_acc")}
+            if self.best is not None:  # the selected checkpoint's worst-of robust validation accuracy
+                post["best_rob"] = f"{self.best['robust_acc']:.3f}@{self.best['epoch']}"
+            bar.set_postfix(post)
         return {k: all_reduce_mean(v / max(count, 1), self.dist, self.device) for k, v in sums.items()}
 
-    def validate(self) -> dict[str, float]:
-        cfg = self.cfg
-        factory = lambda m: PGD(m, eps=cfg.eps, step_size=2.5 * cfg.eps / cfg.eval_attack_steps, steps=cfg.eval_attack_steps)  # noqa: E731
-        return evaluate(self.model, self.val_set, factory, self.device, max_samples=cfg.val_max_samples, progress=self.dist.is_main, desc="validate")
+    def validate(self, index: int, last: bool) -> dict[str, Any]:
+        """Robust validation (training/validation.py): PGD, APGD-CE, and Square when due."""
+        return robust_validation(self.model, self.val_set, self.cfg, self.device, index, last, progress=self.dist.is_main)
+
+    def _select(self, epoch: int, val: dict[str, Any], payload: dict[str, Any]) -> None:
+        """Keep ``best.pt``: the highest worst-of robust validation accuracy among checkpoints
+        without a masking alarm (ties keep the earlier one); log why."""
+        by_clean = self.cfg.method == "standard"  # a standard model is chosen for clean accuracy
+        score = float(val["clean_acc"] if by_clean else val["robust_acc"])
+        val = {**val, "robust_acc_by": "clean" if by_clean else val["robust_acc_by"]}
+        alarm = None if by_clean else val.get("masking")
+        prev = self.best
+        keep = alarm is None and (prev is None or score > prev["robust_acc"])
+        why = (f"masking alarm: {'; '.join(alarm['reasons'])}" if alarm else
+               f"{'clean' if by_clean else 'worst robust'} val acc {score:.4f} ({val['robust_acc_by']})"
+               + (f" > best so far {prev['robust_acc']:.4f} (epoch {prev['epoch']})" if prev and keep else "")
+               + (f" <= best so far {prev['robust_acc']:.4f} (epoch {prev['epoch']})" if prev and not keep else ""))  # fmt: skip
+        record = {"event": "selection", "epoch": epoch, "kept": keep, "robust_acc": score, "reason": why}
+        self._log(record)
+        if keep:
+            self.best = {"epoch": epoch, "robust_acc": score, "by": val["robust_acc_by"]}
+            save_checkpoint(self.out / "best.pt", {**payload, "selection": {**self.best, "reason": why}})
+        tqdm.write(f"selection: epoch {epoch} {'kept as best.pt' if keep else 'not kept'}: {why}")
+        if alarm:
+            reasons = "; ".join(alarm["reasons"])
+            tqdm.write(f"WARNING masking alarm at epoch {epoch}: {reasons}")
+            import logging
+
+            logging.getLogger("awnet.training").warning("masking alarm at epoch %d: %s", epoch, reasons)
 
     def _log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -255,7 +293,8 @@ class Trainer:
                 metrics = {"epoch": epoch + 1, "train": train_figs, "train_seconds": round(time.time() - t0, 2)}
                 due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
                 if due and self.dist.is_main:
-                    metrics["val"] = self.validate()
+                    self.validations += 1
+                    metrics["val"] = self.validate(self.validations, last=epoch + 1 == cfg.epochs)
                 self._log({"event": "epoch", **metrics})
                 if self.dist.is_main:
                     payload = self._payload(epoch + 1, metrics)
@@ -263,9 +302,14 @@ class Trainer:
                     if "val" in metrics:
                         v = metrics["val"]
                         tqdm.write(
-                            f"epoch {epoch + 1}: val clean {v['clean_acc']:.4f} pgd{cfg.eval_attack_steps} {v.get('adv_acc', float('nan')):.4f}"
+                            f"epoch {epoch + 1}: val clean {v['clean_acc']:.4f} pgd{cfg.eval_attack_steps} {v['pgd_acc']:.4f}"
+                            + (f" apgd-ce {v['apgd_acc']:.4f}" if "apgd_acc" in v else "")
+                            + (f" square {v['square_acc']:.4f}" if "square_acc" in v else "")
+                            + (f" eps1 {v['acc_eps1']:.3f}" if "acc_eps1" in v else "")
                             + (f" router auc {v['router_auc']:.4f}" if "router_auc" in v else "")
+                            + f" ({v['seconds']} s)"
                         )
+                        self._select(epoch + 1, v, payload)
                 barrier(self.dist)
             self._check_replicas()
             if self.dist.is_main:

@@ -19,12 +19,19 @@ def ce_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tenso
     return F.cross_entropy(model(x), y)
 
 
-def cw_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
-    """Carlini-Wagner margin: max_{k != y} z_k - z_y (CW-inf when used with PGD)."""
+def cw_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None, kappa: float = 0.0
+) -> torch.Tensor:
+    """Carlini-Wagner margin, -max(z_y - max_{k != y} z_k + kappa, 0) (CW-inf with PGD).
+
+    The clamp sits on the misclassified side: a sample keeps its gradient however
+    confidently it is classified, and saturates only once it is misclassified by margin
+    ``kappa``. (The authors of RAT evaluate with kappa 50: ``loss_kwargs={"kappa": 50}``.)
+    """
     logits = model(x)
     true = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
-    return (other - true).clamp(min=-50.0).mean()
+    return -(true - other + kappa).clamp(min=0.0).mean()
 
 
 def kl_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
@@ -34,15 +41,18 @@ def kl_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tenso
 
 
 def ce_evade_router_loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None, weight: float = 1.0
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None,
+    weight: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """Adaptive attack on AW-Net: raise the classification loss while pushing the router's
-    p_adv toward "clean" (maximise log p_clean)."""
+    p_adv toward "clean" (maximise CE + weight * log p_clean). ``weight`` is the attacker's
+    lambda, one for the batch or one per sample (adaptive router training mixes them)."""
     out = _forward(model, x)
     if out is None:
         return ce_loss(model, x, y, ref)
     log_p_clean = F.log_softmax(out.type_logits, dim=1)[:, 0]
-    return F.cross_entropy(out.logits, y) + weight * log_p_clean.mean()
+    ce = F.cross_entropy(out.logits, y, reduction="none")
+    return (ce + weight * log_p_clean).mean()
 
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]

@@ -17,7 +17,8 @@ class PGD(Attack):
 
     ``loss``: ``ce`` (default), ``cw`` (CW-inf margin), ``kl`` (TRADES: the reference is
     the model's prediction on the clean input, start at x + 0.001 * N(0, 1)) or
-    ``ce-evade-router`` (adaptive attack on the AW-Net router).
+    ``ce-evade-router`` (adaptive attack on the AW-Net router). ``loss_kwargs`` go to the
+    loss (e.g. ``{"weight": 3.0}``, the router-evasion lambda).
     """
 
     def __init__(
@@ -30,8 +31,10 @@ class PGD(Attack):
         loss: str = "ce",
         mix: Any = None,
         model_train: bool = False,
+        loss_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(model, eps, mix=mix, model_train=model_train)
+        self.loss_kwargs = dict(loss_kwargs or {})
         if loss not in ATTACK_LOSSES:
             raise ValueError(f"unknown attack loss {loss!r}; choose from {sorted(ATTACK_LOSSES)}")
         if steps < 1:
@@ -55,7 +58,7 @@ class PGD(Attack):
         x_adv = self.project(x_adv, x)
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
-            loss = loss_fn(self.model, x_adv, y, ref)
+            loss = loss_fn(self.model, x_adv, y, ref, **self.loss_kwargs)
             (grad,) = torch.autograd.grad(loss, x_adv)
             x_adv = self.project(x_adv.detach() + self.step_size * grad.sign(), x)
         return x_adv

@@ -1,7 +1,9 @@
 """Data layer of the training module: datasets, splits, augmentation, loaders.
 
 Datasets: ``mnist5k`` (embedded default, no download), ``cifar10``, ``cifar100``, ``svhn``
-(optional torchvision) and ``imagefolder:PATH``. See ``docs/data.md``.
+(optional torchvision), ``tinyimagenet`` (its standard folder layout) and
+``imagefolder:PATH``; ``NAME@full-train`` is the papers' protocol (the whole training set,
+validation on the test split). See ``docs/data.md``.
 """
 
 from .augment import RandomCropFlip, random_crop_flip
@@ -9,10 +11,19 @@ from .base import SPLITS, VAL_FRACTION, VAL_SEED, TensorImageDataset, stratified
 from .datasets import build_dataset
 from .embedded import MNIST5K_PATH
 from .imagefolder import ImageFolderDataset
-from .info import DatasetInfo, DatasetUnavailableError, get_dataset_info, list_datasets
+from .info import (
+    FULL_TRAIN_SUFFIX,
+    DatasetInfo,
+    DatasetUnavailableError,
+    dataset_source,
+    get_dataset_info,
+    list_datasets,
+    split_protocol,
+)
 from .loader import make_loader
 
 __all__ = [
+    "FULL_TRAIN_SUFFIX",
     "MNIST5K_PATH",
     "SPLITS",
     "VAL_FRACTION",
@@ -23,9 +34,11 @@ __all__ = [
     "RandomCropFlip",
     "TensorImageDataset",
     "build_dataset",
+    "dataset_source",
     "get_dataset_info",
     "list_datasets",
     "make_loader",
     "random_crop_flip",
+    "split_protocol",
     "stratified_holdout",
 ]

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from .info import DatasetInfo
 
 __all__ = ["SPLITS", "VAL_FRACTION", "VAL_SEED", "TensorImageDataset", "check_split",
-           "stratified_holdout"]  # fmt: skip
+           "read_split", "stratified_holdout"]  # fmt: skip
 
 SPLITS = ("train", "val", "test")
 #: Share of the official training set held out as "val" (cifar10/100, svhn, imagefolder).
@@ -25,6 +25,13 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     return split
+
+
+def read_split(split: str, full_train: bool) -> str:
+    """The split to read: under the full-train protocol (``NAME@full-train``) nothing is held
+    out of the training set, so "val" is the test split, as in the papers (which select on it)."""
+    check_split(split)
+    return "test" if full_train and split == "val" else split
 
 
 def stratified_holdout(

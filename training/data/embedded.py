@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import TensorImageDataset, check_split
+from .base import TensorImageDataset, read_split
 from .info import get_dataset_info
 
 __all__ = ["MNIST5K_PATH", "load_mnist5k", "load_mnist5k_arrays"]
@@ -30,11 +30,16 @@ def load_mnist5k_arrays() -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_mnist5k(split: str) -> TensorImageDataset:
-    """The ``mnist5k`` dataset for ``split`` ("train", "val" or "test"); never augmented."""
-    check_split(split)
+def load_mnist5k(split: str, full_train: bool = False) -> TensorImageDataset:
+    """The ``mnist5k`` dataset for ``split`` ("train", "val" or "test"); never augmented.
+
+    ``full_train``: "train" is train + val (4500, train first), "val" is the test split.
+    """
+    split = read_split(split, full_train)
     a = load_mnist5k_arrays()
     idx = a[f"{split}_idx"]
+    if full_train and split == "train":
+        idx = np.concatenate([idx, a["val_idx"]])
     images = torch.from_numpy(a["images"][idx]).unsqueeze(1)  # fancy indexing copies
     labels = torch.from_numpy(a["labels"][idx].astype(np.int64))
     return TensorImageDataset(images, labels, get_dataset_info("mnist5k"), split)

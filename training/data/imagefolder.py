@@ -6,6 +6,8 @@ Layout::
     PATH/val/<class>/*                 (optional: else a seeded, stratified 10% of train)
     PATH/test/<class>/*                (required for split "test")
 
+``imagefolder:PATH@full-train``: "train" is ``train/`` plus ``val/``, "val" is ``test/``.
+
 Class names are the ``train/`` sub-folder names, sorted; label = index in that list.
 Every image is converted to the channel count (1 = grey, 3 = RGB) and size of the first
 training image (first class folder, first file, sorted by name) unless ``channels``/``size``
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from .augment import RandomCropFlip
-from .base import LabelledImages, check_split, stratified_holdout
+from .base import LabelledImages, read_split, stratified_holdout
 from .info import IMAGEFOLDER_PREFIX, DatasetInfo, DatasetUnavailableError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "imagefolder_info", "load_imagefolder"]
@@ -164,25 +166,31 @@ def load_imagefolder(
     augment: bool = False,
     size: tuple[int, int] | None = None,
     channels: int | None = None,
+    full_train: bool = False,
 ) -> ImageFolderDataset:
     """The ``split`` of the ImageFolder tree at ``path`` (see module docstring).
 
     ``augment=True`` adds a random crop (zero padding ``max(1, round(min(H, W) / 8))``,
-    i.e. 4 pixels at 32x32) and a horizontal flip.
+    i.e. 4 pixels at 32x32) and a horizontal flip. ``full_train``: "train" is all of
+    ``train/`` plus ``val/`` when present, "val" is ``test/``.
     """
-    check_split(split)
+    split = read_split(split, full_train)
     info = imagefolder_info(path, size=size, channels=channels)
     root = _root(path)
     names = info.class_names
+    has_val = (root / "val").is_dir()
     if split == "test":
         if not (root / "test").is_dir():
             raise DatasetUnavailableError(f"imagefolder: no test/ folder under {root} ({_LAYOUT})")
         files, labels = _scan(root / "test", names)
-    elif split == "val" and (root / "val").is_dir():
+    elif split == "val" and has_val:
         files, labels = _scan(root / "val", names)
     else:
         files, labels = _scan(root / "train", names)
-        if not (root / "val").is_dir():
+        if full_train and has_val:
+            val_files, val_labels = _scan(root / "val", names)
+            files, labels = files + val_files, labels + val_labels
+        elif not full_train and not has_val:
             keep, held = stratified_holdout(labels)
             idx = keep if split == "train" else held
             files = [files[i] for i in idx]

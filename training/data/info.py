@@ -5,15 +5,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .tinyimagenet_classes import TINYIMAGENET_CLASSES
+
 __all__ = [
+    "FULL_TRAIN_SUFFIX",
     "DatasetInfo",
     "DatasetUnavailableError",
     "IMAGEFOLDER_PREFIX",
+    "dataset_source",
     "get_dataset_info",
     "list_datasets",
+    "split_protocol",
 ]
 
 IMAGEFOLDER_PREFIX = "imagefolder:"
+#: Appended to any dataset name: train on the whole official training set and validate on
+#: the test set (the papers' protocol). Part of the name so that every tool rebuilding a
+#: split from a run's config (trainer, export calibration, evaluation) gets the same one.
+FULL_TRAIN_SUFFIX = "@full-train"
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -68,6 +77,9 @@ _CIFAR100_CLASSES = [
     "willow_tree", "wolf", "woman", "worm",
 ]  # fmt: skip
 
+# Sorted WordNet ids are the labels (torchvision ImageFolder's order on train/).
+_TINYIMAGENET_NAMES = [TINYIMAGENET_CLASSES[w] for w in sorted(TINYIMAGENET_CLASSES)]
+
 _REGISTRY: dict[str, DatasetInfo] = {
     "mnist5k": DatasetInfo(
         name="mnist5k", channels=1, size=(28, 28), num_classes=10, class_names=_DIGITS,
@@ -86,23 +98,51 @@ _REGISTRY: dict[str, DatasetInfo] = {
         name="svhn", channels=3, size=(32, 32), num_classes=10, class_names=_DIGITS,
         mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), eps=8 / 255,
     ),
+    "tinyimagenet": DatasetInfo(
+        name="tinyimagenet", channels=3, size=(64, 64), num_classes=200,
+        class_names=_TINYIMAGENET_NAMES,
+        mean=(0.4802, 0.4481, 0.3975), std=(0.2302, 0.2265, 0.2262), eps=8 / 255,
+    ),
 }  # fmt: skip
+
+# Where each built-in dataset comes from: decides which options act on it.
+_SOURCES = {"mnist5k": "embedded", "cifar10": "torchvision", "cifar100": "torchvision",
+            "svhn": "torchvision", "tinyimagenet": "folder"}  # fmt: skip
 
 
 def list_datasets() -> list[str]:
-    """Built-in dataset names. ``imagefolder:PATH`` is accepted as well."""
+    """Built-in dataset names. ``imagefolder:PATH`` and the ``@full-train`` suffix are accepted as well."""
     return list(_REGISTRY)
+
+
+def split_protocol(name: str) -> tuple[str, bool]:
+    """``(name without the suffix, full_train)`` for a dataset name like ``cifar10@full-train``."""
+    key = name.strip()
+    if key.lower().endswith(FULL_TRAIN_SUFFIX):
+        return key[: -len(FULL_TRAIN_SUFFIX)], True
+    return key, False
+
+
+def dataset_source(name: str) -> str:
+    """Where ``name``'s images come from, without reading them: ``"embedded"`` (mnist5k),
+    ``"torchvision"`` (cifar10/100, svhn), ``"folder"`` (tinyimagenet, read from a root) or
+    ``"imagefolder"`` (``imagefolder:PATH``). ValueError for unknown names."""
+    key, _ = split_protocol(name)
+    if key.lower().startswith(IMAGEFOLDER_PREFIX):
+        return "imagefolder"
+    return _SOURCES[get_dataset_info(key).name]
 
 
 def get_dataset_info(
     name: str, *, size: tuple[int, int] | None = None, channels: int | None = None
 ) -> DatasetInfo:
-    """Metadata for ``name`` (a built-in name or ``imagefolder:PATH``).
+    """Metadata for ``name`` (a built-in name or ``imagefolder:PATH``, either possibly with
+    the ``@full-train`` suffix, which changes the splits, not the metadata).
 
     For ``imagefolder:PATH`` the folder's ``train/`` is scanned (class names; channel count
     and size of its first image unless ``size``/``channels`` are given).
     """
-    key = name.strip()
+    key, _ = split_protocol(name)
     if key.lower().startswith(IMAGEFOLDER_PREFIX):
         from .imagefolder import imagefolder_info
 
@@ -110,5 +150,5 @@ def get_dataset_info(
     try:
         return _REGISTRY[key.lower()]
     except KeyError:
-        known = ", ".join([*_REGISTRY, IMAGEFOLDER_PREFIX + "PATH"])
+        known = ", ".join([*_REGISTRY, IMAGEFOLDER_PREFIX + "PATH"]) + f" (each optionally + {FULL_TRAIN_SUFFIX})"
         raise ValueError(f"unknown dataset {name!r}; known: {known}") from None

@@ -2,7 +2,8 @@
 
 Nothing is downloaded unless ``download=True``. The "val" split is a seeded, class-
 stratified 10% of the official training set (:func:`~training.data.base.stratified_holdout`),
-"train" is the other 90%, and "test" is the official test set.
+"train" is the other 90%, and "test" is the official test set. With ``full_train`` (the
+papers' protocol) "train" is the whole official training set and "val" the test set.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from .augment import RandomCropFlip
-from .base import TensorImageDataset, check_split, stratified_holdout
+from .base import TensorImageDataset, read_split, stratified_holdout
 from .info import DatasetUnavailableError, get_dataset_info
 
 __all__ = ["TORCHVISION_SETS", "default_root", "load_torchvision_set"]
@@ -83,14 +84,15 @@ def load_torchvision_set(
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
     augment: bool = False,
+    full_train: bool = False,
 ) -> TensorImageDataset:
     """``cifar10``/``cifar100``/``svhn`` as an in-memory dataset (see module docstring)."""
-    check_split(split)
+    split = read_split(split, full_train)
     if name not in TORCHVISION_SETS:
         raise ValueError(f"not a torchvision dataset: {name!r}")
     root_path = Path(root).expanduser() if root is not None else default_root()
     images, labels = _load_official(name, split != "test", root_path, download)
-    if split != "test":
+    if split != "test" and not full_train:
         keep, held = stratified_holdout(labels)
         idx = keep if split == "train" else held
         images, labels = images[idx], labels[idx]

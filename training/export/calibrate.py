@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The export's threshold rule, also applied by ``evaluate`` to checkpoints (no manifest):
+#: the threshold for this clean false-positive rate on the validation split, never below the floor.
+DEFAULT_TARGET_FPR = 0.01
+DEFAULT_THRESHOLD_FLOOR = 0.5
+
 
 def threshold_for_fpr(clean_scores: np.ndarray, target_fpr: float) -> float:
     """Smallest threshold t (verdict adversarial when p_adv >= t) whose false-positive
@@ -22,3 +27,10 @@ def threshold_for_fpr(clean_scores: np.ndarray, target_fpr: float) -> float:
 def rates(clean_scores: np.ndarray, adv_scores: np.ndarray, threshold: float) -> tuple[float, float]:
     """(FPR on clean, TPR on adversarial) at ``threshold``."""
     return float(np.mean(clean_scores >= threshold)), float(np.mean(adv_scores >= threshold))
+
+
+def calibrated_threshold(clean_scores: np.ndarray, target_fpr: float, floor: float) -> tuple[float, float]:
+    """(threshold, FPR-rule threshold): the export's rule, max(FPR threshold, floor), the one
+    the service applies (verdict adversarial when p_adv >= threshold)."""
+    fpr_thr = threshold_for_fpr(clean_scores, target_fpr)
+    return max(fpr_thr, floor), fpr_thr

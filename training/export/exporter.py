@@ -12,14 +12,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from training.attacks import PGD
 from training.checkpoint import code_revision, load_model
 from training.config import TrainConfig
 from training.data import build_dataset
-from training.export.calibrate import rates, threshold_for_fpr
+from training.evaluation.runner import router_scores
+from training.export.calibrate import (
+    DEFAULT_TARGET_FPR,
+    DEFAULT_THRESHOLD_FLOOR,
+    calibrated_threshold,
+    rates,
+)
 from training.export.graph import (
     ExportWrapper,
     StaticExportWrapper,
@@ -53,11 +58,6 @@ def name_version_from_path(out_dir: Path, name: str | None, version: str | None)
     return name, version
 
 
-def _p_adv(model: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
-    with torch.no_grad():
-        return torch.cat([model.forward_all(x[i:i + batch]).p_adv for i in range(0, len(x), batch)]).numpy()
-
-
 def _pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, batch: int = 256) -> torch.Tensor:
     attack = PGD(model, eps=eps, step_size=2.5 * eps / steps, steps=steps)
     return torch.cat([attack(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)])
@@ -69,19 +69,29 @@ def export_checkpoint(
     name: str | None = None,
     version: str | None = None,
     static: bool = False,
-    target_fpr: float = 0.01,
+    target_fpr: float = DEFAULT_TARGET_FPR,
     opset: int = 18,
     eval_steps: int = 20,
     eval_max_samples: int = 1000,
     skip_eval: bool = False,
     parity_samples: int = 64,
-    threshold_floor: float = 0.5,
+    threshold_floor: float = DEFAULT_THRESHOLD_FLOOR,
+    force: bool = False,
+    evaluation_card: str | Path | None = None,
     log=print,
 ) -> ExportResult:
     torch.manual_seed(0)
     out_dir = Path(out_dir)
     name, version = name_version_from_path(out_dir, name, version)
     model, ckpt = load_model(checkpoint, "cpu")
+    alarm = ckpt.get("masking_alarm")
+    if alarm and not force:
+        raise ValueError(
+            f"{checkpoint} carries a masking alarm from training ({'; '.join(alarm['reasons'])}): its robust "
+            "figures come from masked gradients. Export best.pt instead, or pass --force (the manifest then "
+            "records the alarm)"
+        )
+    card = _load_card(evaluation_card, model) if evaluation_card else None
     cfg = TrainConfig.from_dict(ckpt["config"])
     awnet = bool(getattr(model, "is_awnet", False))
     kind = "static" if (static or not awnet) else "awnet"
@@ -111,11 +121,14 @@ def export_checkpoint(
         evaluation: dict[str, Any] = {"train_val": ckpt.get("metrics", {}).get("val")}
         if kind == "awnet":
             log(f"calibrating the router threshold for FPR {target_fpr:.2%} on {len(xv)} validation images ...")
-            clean_scores = _p_adv(model, xv)
-            adv_scores = _p_adv(model, _pgd(model, xv, yv, eps, eval_steps))
-            fpr_thr = threshold_for_fpr(clean_scores, target_fpr)
-            thr = max(fpr_thr, threshold_floor)
+            clean_scores = router_scores(model, xv)
+            adv_scores = router_scores(model, _pgd(model, xv, yv, eps, eval_steps))
+            thr, fpr_thr = calibrated_threshold(clean_scores, target_fpr, threshold_floor)
             fpr, tpr = rates(clean_scores, adv_scores, thr)
+            evade = PGD(model, eps=eps, step_size=2.5 * eps / eval_steps, steps=eval_steps, loss="ce-evade-router",
+                        loss_kwargs={"weight": 1.0})  # fmt: skip
+            evade_scores = router_scores(model, torch.cat([evade(xv[i:i + 256], yv[i:i + 256]) for i in range(0, len(xv), 256)]))
+            _, tpr_adaptive = rates(clean_scores, evade_scores, thr)
             router = {
                 "threshold": thr,
                 "fpr_threshold": fpr_thr,
@@ -128,8 +141,12 @@ def export_checkpoint(
                 "val_fpr": fpr,
                 "val_tpr": tpr,
                 "val_auc": roc_auc(torch.from_numpy(clean_scores), torch.from_numpy(adv_scores)),
+                "adaptive_attack": f"router-evasion PGD-{eval_steps} (CE + 1.0 log p_clean) Linf eps={eps:g}",
+                "val_tpr_adaptive": tpr_adaptive,
+                "val_auc_adaptive": roc_auc(torch.from_numpy(clean_scores), torch.from_numpy(evade_scores)),
             }
-            log(f"router threshold {thr:.6f}: val FPR {fpr:.4f}, TPR {tpr:.4f}, AUC {router['val_auc']:.4f}")
+            log(f"router threshold {thr:.6f}: val FPR {fpr:.4f}, TPR {tpr:.4f} (PGD), {tpr_adaptive:.4f} (router evasion), "
+                f"AUC {router['val_auc']:.4f}")
             from training.plots import plot_router_scores
 
             plot = plot_router_scores(clean_scores, adv_scores, thr, Path(checkpoint).with_name("router_scores.png"),
@@ -149,6 +166,9 @@ def export_checkpoint(
             }
             log(f"test: clean {res['clean_acc']:.4f}, PGD-{eval_steps} {res['adv_acc']:.4f}")
 
+        if card is not None:
+            evaluation["robustness"] = card_summary(card)
+            log(f"evaluation card: worst case {card['worst_case']['acc']:.4f} over {len(card['attacks'])} attacks")
         shapes = graph_shapes(proto)
         manifest = {
             "schema_version": SCHEMA_VERSION,
@@ -172,6 +192,8 @@ def export_checkpoint(
             "attack": {"norm": "Linf", "eps": eps},
             "router": router,
             "evaluation": evaluation,
+            **({"masking_alarm": {**alarm, "forced": True}} if alarm else {}),
+            **({"selection": ckpt["selection"]} if ckpt.get("selection") else {}),
             "parity": {"atol_logits": 1e-3, "atol_p_adv": 1e-4, "rows": [asdict(r) for r in rows]},
             "training": ckpt["config"],
             "training_code_revision": ckpt.get("code_revision", "unknown"),
@@ -203,3 +225,36 @@ class _StaticView(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x, mix="clean") if self.awnet else self.model(x)
+
+
+def _load_card(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
+    """An evaluation card (``python -m training evaluate``) of exactly these weights."""
+    from training.evaluation.target import weights_fingerprint
+
+    card = json.loads(Path(path).read_text())
+    if card.get("model", {}).get("weights_sha256") != weights_fingerprint(model):
+        raise ValueError(f"{path} evaluates other weights than the checkpoint being exported")
+    return card
+
+
+def card_summary(card: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps of an evaluation card: the worst case, the router's missed
+    share, and each attack's accuracy, so ``/v1/models`` says what the model withstands."""
+    w = card["worst_case"]
+    keep = {
+        "card_format": card["format"],
+        "split": card["settings"]["split"],
+        "samples": card["settings"]["n"],
+        "eps": card["settings"]["eps"],
+        "budget": card["settings"]["budget"],
+        "clean_acc": card["clean"]["acc"],
+        "worst_case_acc": w["acc"],
+        "worst_case_wra": w["wra"],
+        "attacks": {a["name"]: round(a["acc"], 4) for a in card["attacks"]},
+        "sanity_passed": all(c["passed"] for c in card.get("sanity", [])),
+    }
+    if "missed" in w:
+        keep.update(missed=w["missed"], detected_share=w["detected_share"], clean_fpr=card["clean"].get("router_fpr"))
+    if card.get("worst_case_adaptive"):
+        keep["worst_case_adaptive_acc"] = card["worst_case_adaptive"]["acc"]
+    return keep

@@ -10,17 +10,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.attacks import unwrap
-from training.config import TrainConfig
+from training.config import KD_REDUCTIONS, TrainConfig
+from training.distributed import mean_over_ranks
 from training.methods.base import Method
 
 CLEAN, ADV = 0, 1
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
-    """KL(teacher || student) at temperature t (scaled by t^2, Hinton et al.)."""
-    return F.kl_div(
-        F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean"
-    ) * (t * t)
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float, reduction: str = "mtard"
+) -> torch.Tensor:
+    """KL(teacher || student) at temperature t (scaled by t^2, Hinton et al.).
+
+    ``reduction``: ``"mtard"`` averages the element-wise KL over batch x classes, as
+    MTARD's code does (``torch.mean`` of its per-element KL), i.e. the per-sample KL / K;
+    ``"batchmean"`` is the per-sample KL averaged over the batch (K times larger, so the
+    type loss weighs K times less against it).
+    """
+    log_q = F.log_softmax(student_logits / t, 1)
+    kl = F.kl_div(log_q, F.softmax(teacher_logits / t, 1), reduction="sum")
+    if reduction == "mtard":
+        kl = kl / log_q.numel()
+    elif reduction == "batchmean":
+        kl = kl / log_q.shape[0]
+    else:
+        raise ValueError(f"unknown kd reduction {reduction!r}; choose from {', '.join(KD_REDUCTIONS)}")
+    return kl * (t * t)
 
 
 class AWNetMethod(Method):
@@ -34,7 +49,11 @@ class AWNetMethod(Method):
       the mixed running statistics it uses at inference (with separate batches the type
       head learns on per-type normalised features and inverts at inference)
     - w_nat moves by ``balance_rate`` toward r_nat / (r_nat + r_adv), r = loss / initial
-      loss (MTARD); w_adv = 1 - w_nat.
+      loss, before the step's total is formed (MTARD); w_adv = 1 - w_nat. The rate
+      follows the learning-rate factor (:meth:`set_lr_factor`): MTARD multiplies both by
+      0.1 at the milestones. Under DDP the two losses are averaged over the ranks first,
+      so every rank holds the same weights.
+    - the KL terms average over batch x classes by default (``kd_reduction``, MTARD).
     With ``teacher_free`` the two KL terms become cross-entropies on the labels.
     """
 
@@ -44,21 +63,54 @@ class AWNetMethod(Method):
         super().__init__(cfg, model, device)
         if not getattr(unwrap(model), "is_awnet", False):
             raise ValueError("the awnet method needs an AW-Net model")
+        if cfg.kd_reduction not in KD_REDUCTIONS:
+            raise ValueError(f"unknown kd reduction {cfg.kd_reduction!r}; choose from {', '.join(KD_REDUCTIONS)}")
         self.teachers = teachers  # (clean, robust) or None
         self.w_nat = 0.5
         self.init_losses: tuple[float, float] | None = None
+        self.lr_factor = 1.0
+
+    def set_lr_factor(self, factor: float) -> None:
+        """The learning-rate multiplier of the coming step; the balance rate is scaled by it
+        (MTARD: rate x 0.1 at each lr milestone; with a cosine schedule it follows the curve)."""
+        self.lr_factor = float(factor)
 
     def _balance(self, l_nat: float, l_adv: float) -> None:
+        """MTARD's normalisation loss balance, on the losses averaged over the DDP ranks."""
+        l_nat, l_adv = mean_over_ranks([l_nat, l_adv], self.device)
         if self.init_losses is None:
             self.init_losses = (max(l_nat, 1e-8), max(l_adv, 1e-8))
-            return
         r_nat = l_nat / self.init_losses[0]
         r_adv = l_adv / self.init_losses[1]
         target = r_nat / max(r_nat + r_adv, 1e-12)
-        self.w_nat = self.w_nat - self.cfg.balance_rate * (self.w_nat - target)
+        rate = self.cfg.balance_rate * self.lr_factor
+        self.w_nat = self.w_nat - rate * (self.w_nat - target)
+
+    def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch's adversarial examples, all labelled adversarial in the type loss.
+
+        Plain: PGD on the student (CE, through the soft router). With ``router_adaptive``
+        each sample also draws an evader's lambda from ``evasion_lambdas`` (0 = plain PGD)
+        and, for lambda > 0, crafts through the soft router or the forced clean branch with
+        equal odds, maximising CE + lambda * log p_clean: the attacks of the evaluation
+        that hide from the router. Lambda ramps in with the eps warm-up, so the router
+        first learns plain attacks. One PGD either way: no extra cost per step.
+        """
+        if not self.cfg.router_adaptive:
+            return self.pgd(model)(x, y)
+        n = x.shape[0]
+        lambdas = torch.tensor([0.0, *self.cfg.evasion_lambdas], device=x.device)
+        ramp = self.eps / self.cfg.eps if self.cfg.eps else 1.0
+        lam = lambdas[torch.randint(len(lambdas), (n,), device=x.device)] * ramp
+        through_clean = (torch.rand(n, device=x.device) < 0.5) & (lam > 0)
+        mix = torch.where(through_clean, torch.zeros(n, device=x.device), torch.full((n,), -1.0, device=x.device))
+        attack = self.pgd(model, loss="ce-evade-router")
+        attack.loss_kwargs = {"weight": lam}
+        attack.mix = mix
+        return attack(x, y)
 
     def loss(self, model, x, y):
-        x_adv = self.pgd(model)(x, y)
+        x_adv = self.craft(model, x, y)
         out_c, out_a = model(x, x_adv=x_adv)
         t = self.cfg.kd_temperature
         if self.teachers is None:
@@ -69,12 +121,13 @@ class AWNetMethod(Method):
             with torch.no_grad():
                 tc = clean_t(x)
                 ta = robust_t(x_adv)
-            l_nat = kd_loss(out_c.logits, tc, t)
-            l_adv = kd_loss(out_a.logits, ta, t)
+            l_nat = kd_loss(out_c.logits, tc, t, self.cfg.kd_reduction)
+            l_adv = kd_loss(out_a.logits, ta, t, self.cfg.kd_reduction)
         n = x.shape[0]
         l_type = F.cross_entropy(out_c.type_logits, torch.full((n,), CLEAN, device=x.device)) + F.cross_entropy(
             out_a.type_logits, torch.full((n,), ADV, device=x.device)
         )
+        self._balance(l_nat.item(), l_adv.item())
         w_nat, w_adv = self.w_nat, 1.0 - self.w_nat
         main = w_nat * l_nat + w_adv * l_adv
         figures: dict[str, float] = {}
@@ -91,7 +144,6 @@ class AWNetMethod(Method):
         figures.update(
             l_nat=l_nat.item(), l_adv=l_adv.item(), l_type=l_type.item(), w_nat=w_nat, router_acc=router_acc.item()
         )
-        self._balance(l_nat.item(), l_adv.item())
         return total, figures
 
     def state_dict(self) -> dict[str, Any]:

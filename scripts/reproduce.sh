@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# `make reproduce`: train standard, PGD-AT, TRADES, TRADES+RAT, AW-Net and AW-Net+RAT on the
+# same backbone and budget, evaluate every selected checkpoint (best.pt) with the same attacks,
+# keep the evaluation cards under results/SETTING/seedN/ and rewrite docs/results.md from all
+# the seeds that exist.
+#
+#   SETTING  mnist-eps0.3 (default: the embedded digits at eps 0.3, small CNN)
+#            mnist-eps0.4-w8 (the trade-off setting: eps 0.4, quarter-width small CNN)
+#            cifar10-resnet18 / cifar10-wrn34r (GPU machines; CIFAR-10 under --data-root)
+#   SEED     the seed of every training run and attack (default 0)
+#   N        test images evaluated (default 500 = all embedded test digits)
+#   BUDGET   attack budget of `evaluate` (default reproduce; standard = full AutoAttack)
+#   RESULTS, REPORT, RUNS_ROOT  where cards, docs/results.md and run folders go;
+#   TRAIN_EXTRA  extra arguments of every training run (smoke tests: "--max-train-samples 128")
+#   ABLATIONS=1  also AW-Net with the plain router (--no-router-adaptive): the router variants
+#   ONLY="a b"   train and evaluate only these models: two invocations with disjoint ONLY
+#                lists run as two lanes on two cores (the AW-Net runs wait for their teachers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SETTING=${SETTING:-mnist-eps0.3}
+SEED=${SEED:-0}
+N=${N:-500}
+BUDGET=${BUDGET:-reproduce}
+DATA=(--dataset mnist5k)
+case "$SETTING" in
+  mnist-eps0.3)    EPS=0.3;    MODEL=smallcnn;    EPOCHS=8;   COMMON=(--eps-warmup-epochs 2 --eval-every 4) ;;
+  mnist-eps0.4-w8) EPS=0.4;    MODEL=smallcnn_w8; EPOCHS=8;   COMMON=(--eps-warmup-epochs 2 --eval-every 4) ;;
+  cifar10-resnet18) EPS=0.031372549; MODEL=resnet18; EPOCHS=100; DATA=(--dataset cifar10 --data-root "${DATA_ROOT:?set DATA_ROOT}")
+                   COMMON=(--lr 0.1 --weight-decay 2e-4 --lr-schedule multistep --milestones 75 90 --eval-every 5) ;;
+  cifar10-wrn34r)  EPS=0.031372549; MODEL=wrn34_r; EPOCHS=100; DATA=(--dataset cifar10 --data-root "${DATA_ROOT:?set DATA_ROOT}")
+                   COMMON=(--lr 0.1 --weight-decay 2e-4 --lr-schedule multistep --milestones 75 90 --grad-clip 5 --eval-every 5) ;;
+  *) echo "unknown SETTING $SETTING" >&2; exit 2 ;;
+esac
+RESULTS=${RESULTS:-results}
+RUNS=${RUNS_ROOT:-runs/reproduce}/$SETTING/seed$SEED
+OUT=$RESULTS/$SETTING/seed$SEED
+EPOCHS=${EPOCHS_OVERRIDE:-$EPOCHS}
+read -r -a EXTRA <<< "${TRAIN_EXTRA:-}"
+mkdir -p "$RUNS" "$OUT"
+TIMES=$OUT/timings.jsonl
+touch "$TIMES"
+# One thread per process: on two shared cores torch's default of two threads per process
+# slows small attack batches down many times over (measured: APGD-100 on 32 digits, 25.5 s
+# with 2 threads against 0.3 s with 1 while another job ran).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+step() {  # step NAME KIND(train|evaluate) ARGS...
+  local name=$1 kind=$2; shift 2
+  local t0=$SECONDS
+  echo "=== [$SETTING seed $SEED] $kind $name"
+  "$PY" -m training "$@"
+  echo "{\"model\": \"$name\", \"step\": \"$kind\", \"seconds\": $((SECONDS - t0))}" >> "$TIMES"
+}
+selected() { [[ -z "${ONLY:-}" || " $ONLY " == *" $1 "* ]]; }
+train() {  # train NAME ARGS... (skipped when that run already finished: an interrupted reproduction resumes)
+  local name=$1; shift
+  selected "$name" || return 0
+  if [[ -f "$RUNS/$name/.done" ]]; then echo "=== [$SETTING seed $SEED] train $name: done, kept"; return; fi
+  step "$name" train train "${DATA[@]}" --eps "$EPS" --seed "$SEED" --epochs "$EPOCHS" --out "$RUNS/$name" "${EXTRA[@]}" "$@"
+  touch "$RUNS/$name/.done"
+}
+
+train standard --method standard --model "$MODEL" --eval-every 4
+train pgd-at   --method pgd-at   --model "$MODEL" "${COMMON[@]}"
+train trades   --method trades   --model "$MODEL" "${COMMON[@]}"
+train trades+rat --method trades --rat --model "$MODEL" "${COMMON[@]}"
+teachers_ready() {  # another lane may still be training them
+  while [[ ! -f "$RUNS/standard/.done" || ! -f "$RUNS/trades/.done" ]]; do sleep 15; done
+}
+if selected awnet || selected awnet+rat || selected awnet-plain-router; then teachers_ready; fi
+TEACHERS=(--clean-teacher "$RUNS/standard/best.pt" --robust-teacher "$RUNS/trades/best.pt" --init-from "$RUNS/trades/best.pt")
+train awnet     --method awnet --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
+train awnet+rat --method awnet --rat --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
+MODELS=(standard pgd-at trades trades+rat awnet awnet+rat)
+if [[ "${ABLATIONS:-0}" == 1 ]]; then
+  train awnet-plain-router --method awnet --no-router-adaptive --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
+  MODELS+=(awnet-plain-router)
+fi
+
+for name in "${MODELS[@]}"; do
+  selected "$name" || continue
+  ckpt=$RUNS/$name/best.pt
+  if [[ ! -f "$ckpt" ]]; then  # every validation raised the masking alarm: evaluate the last one, say so
+    echo "=== $name has no best.pt (masking alarm at every validation): evaluating last.pt" | tee -a "$OUT/notes.txt"
+    ckpt=$RUNS/$name/last.pt
+  fi
+  step "$name" evaluate evaluate "$ckpt" --n "$N" --seed "$SEED" --budget "$BUDGET" \
+    --out "$OUT/$name" --allow-failed-checks
+done
+"$PY" -m training report --results "$RESULTS" --out "${REPORT:-docs/results.md}"

@@ -1,0 +1,137 @@
+"""The attack set of ``python -m training evaluate``: one registry of named attacks.
+
+Every attack knows the whole model: on AW-Net the gradient attacks run end to end through
+the router, the signals and the soft MixBN (the served mode), and the adaptive ones add
+what an attacker who knows the router would do (Carlini et al. 2019; Tramer et al. 2020):
+evade the router while misclassifying, through the soft router and through the forced clean
+branch, and transfer from the clean branch. Robust accuracy is the worst case per sample
+over all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from models.layers import MIX_CLEAN
+from training.attacks import FGSM, PGD
+from training.attacks.base import Attack
+from training.evaluation import library
+
+DEFAULT_LAMBDAS = (0.3, 1.0, 3.0)
+BUDGETS = ("standard", "reproduce", "quick")
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of the suite: how to build it and what it says about the model."""
+
+    name: str
+    title: str
+    library: str  # "torchattacks" or "awnet-serve"
+    family: str  # "white-box", "black-box", "adaptive" or "transfer"
+    crafted_on: str  # what the attacker differentiates: "router (end to end)", "clean branch", "queries"
+    build: Callable[[nn.Module], Attack]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Iterations per attack.
+
+    ``standard``: AutoAttack at its reference budgets, PGD/CW/adaptive at 100 steps, and
+    Square (1,000 queries) alone as the black-box check.
+    ``reproduce``: what six models can afford on two CPU cores (docs/decisions.md): PGD, CW
+    and the adaptive attacks at 50 steps; AutoAttack's APGD-CE (100 steps), APGD-T (100
+    steps, 3 targets) and Square (1,000 queries) without FAB-T; the black-box check reads
+    what Square adds after the gradient attacks instead of a second Square run.
+    ``quick``: for tests and smoke runs, never a reported figure.
+    """
+
+    pgd_steps: int
+    lib_steps: int
+    square_queries: int
+    aa_square_queries: int
+    targets: int | None = None
+    fab: bool = True
+    standalone_square: bool = True
+
+    @classmethod
+    def named(cls, name: str) -> Budget:
+        if name == "standard":
+            return cls(pgd_steps=100, lib_steps=library.AUTOATTACK_STEPS, square_queries=1000,
+                       aa_square_queries=library.AUTOATTACK_SQUARE_QUERIES)  # fmt: skip
+        if name == "reproduce":
+            return cls(pgd_steps=50, lib_steps=library.AUTOATTACK_STEPS, square_queries=1000, aa_square_queries=1000,
+                       targets=3, fab=False, standalone_square=False)  # fmt: skip
+        if name == "quick":
+            return cls(pgd_steps=10, lib_steps=10, square_queries=100, aa_square_queries=100)
+        raise ValueError(f"unknown budget {name!r}; choose from {BUDGETS}")
+
+
+def _pgd(eps: float, steps: int, loss: str = "ce", mix=None, **loss_kwargs) -> Callable[[nn.Module], Attack]:
+    return lambda m: PGD(m, eps=eps, step_size=2.5 * eps / steps, steps=steps, loss=loss, mix=mix,
+                         loss_kwargs=loss_kwargs or None)  # fmt: skip
+
+
+def build_suite(
+    eps: float,
+    num_classes: int,
+    awnet: bool,
+    budget: Budget,
+    seed: int = 0,
+    lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+) -> list[AttackSpec]:
+    """The full attack set for a model (AW-Net gets the adaptive attacks too)."""
+    n, lib_steps = budget.pgd_steps, budget.lib_steps
+    e2e = "router (end to end)" if awnet else "model"
+    specs = [
+        AttackSpec("fgsm", "FGSM", "awnet-serve", "white-box", e2e, lambda m: FGSM(m, eps=eps)),
+        AttackSpec("pgd20", "PGD-20 (CE)", "awnet-serve", "white-box", e2e, _pgd(eps, 20)),
+        AttackSpec(f"pgd{n}", f"PGD-{n} (CE)", "awnet-serve", "white-box", e2e, _pgd(eps, n)),
+        AttackSpec(f"cw{n}", f"CW-inf (PGD-{n} on the CW margin)", "awnet-serve", "white-box", e2e,
+                   _pgd(eps, n, loss="cw")),
+        AttackSpec(
+            "autoattack", f"AutoAttack{' standard' if budget.fab else ' without FAB-T'} (APGD-CE, APGD-T{', FAB-T' if budget.fab else ''}: "
+            f"{lib_steps} steps, {budget.targets or num_classes - 1} targets; Square {budget.aa_square_queries})",
+            "torchattacks", "white-box", e2e,
+            lambda m: library.Ensemble(m, eps, [c for c in library.autoattack_components(
+                m, eps, num_classes, seed=seed, steps=lib_steps, square_queries=budget.aa_square_queries,
+                targets=budget.targets) if budget.fab or c[0] != "fab-t"]),
+        ),
+        AttackSpec("apgd-dlr", f"APGD-DLR ({lib_steps} steps)", "torchattacks", "white-box", e2e,
+                   lambda m: library.apgd(m, eps, "dlr", steps=lib_steps, seed=seed)),
+    ]  # fmt: skip
+    if budget.standalone_square:
+        specs.append(AttackSpec(f"square{budget.square_queries}", f"Square ({budget.square_queries} queries, alone)",
+                                "torchattacks", "black-box", "queries",
+                                lambda m: library.square(m, eps, queries=budget.square_queries, seed=seed)))  # fmt: skip
+    if not awnet:
+        return specs
+    for lam in lambdas:
+        specs.append(AttackSpec(
+            f"evade-router-l{lam:g}", f"router evasion PGD-{n}, lambda {lam:g}, through the soft router",
+            "awnet-serve", "adaptive", "router (end to end)", _pgd(eps, n, loss="ce-evade-router", weight=lam),
+        ))  # fmt: skip
+    for lam in lambdas:
+        specs.append(AttackSpec(
+            f"evade-clean-l{lam:g}", f"router evasion PGD-{n}, lambda {lam:g}, through the forced clean branch",
+            "awnet-serve", "adaptive", "clean branch + router", _pgd(eps, n, loss="ce-evade-router", mix=MIX_CLEAN, weight=lam),
+        ))  # fmt: skip
+    specs.append(AttackSpec(
+        "transfer-clean", f"PGD-{n} crafted on the forced clean branch, transferred", "awnet-serve", "transfer",
+        "clean branch", _pgd(eps, n, mix=MIX_CLEAN),
+    ))  # fmt: skip
+    return specs
+
+
+def select(specs: Sequence[AttackSpec], names: Sequence[str] | None) -> list[AttackSpec]:
+    """The specs named in ``names`` (all when None); unknown names are an error."""
+    if not names:
+        return list(specs)
+    known = {s.name: s for s in specs}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown attacks {unknown}; this model's suite has {sorted(known)}")
+    return [known[n] for n in names]

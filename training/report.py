@@ -1,0 +1,161 @@
+"""``python -m training report``: docs/results.md from the evaluation cards under results/.
+
+Each ``make reproduce`` run leaves ``results/SETTING/seedN/MODEL/evaluation.json`` and a
+``timings.jsonl``; this merges whatever seeds exist into mean and spread per model and
+setting, judges AW-Net's goal plainly, and draws the clean-vs-worst-case trade-off plot.
+Only the part between the markers of docs/results.md is rewritten; the rest is prose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
+MODELS = ("standard", "pgd-at", "trades", "trades+rat", "awnet", "awnet+rat", "awnet-plain-router")
+AWNET_MODELS = ("awnet", "awnet+rat", "awnet-plain-router")
+#: The evaluation issue's goal: AW-Net's worst-case WRA this many points above the best
+#: static model, with clean accuracy within CLEAN_SLACK of the standard model's.
+WRA_GOAL, CLEAN_SLACK = 0.02, 0.01
+
+
+def load_results(root: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """setting -> model -> one record per seed (card figures plus wall times)."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for card_path in sorted(root.glob("*/seed*/*/evaluation.json")):
+        model_dir = card_path.parent
+        seed_dir = model_dir.parent
+        setting = seed_dir.parent.name
+        card = json.loads(card_path.read_text())
+        times: dict[str, float] = {}
+        tfile = seed_dir / "timings.jsonl"
+        if tfile.is_file():
+            for line in tfile.read_text().splitlines():
+                r = json.loads(line)
+                if r["model"] == model_dir.name:
+                    times[r["step"]] = r["seconds"]
+        w = card["worst_case"]
+        rec = {
+            "seed": int(seed_dir.name.removeprefix("seed")), "clean": card["clean"]["acc"], "worst": w["acc"],
+            "wra": w["wra"], "missed": w.get("missed"), "detected": w.get("detected_share"),
+            "fpr": card["clean"].get("router_fpr"), "train_s": times.get("train"), "eval_s": times.get("evaluate"),
+            "n": card["settings"]["n"], "eps": card["settings"]["eps"], "budget": card["settings"]["budget"],
+            "sanity": all(c["passed"] for c in card.get("sanity", [])),
+            "attacks": {a["name"]: a["acc"] for a in card["attacks"]},
+        }  # fmt: skip
+        out.setdefault(setting, {}).setdefault(model_dir.name, []).append(rec)
+    return out
+
+
+def _ms(values: list[float | None]) -> tuple[float, float] | None:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def _fmt(values: list[float | None], pct: bool = True) -> str:
+    ms = _ms(values)
+    if ms is None:
+        return "-"
+    m, s = ms
+    k = 100 if pct else 1
+    spread = f" ± {s * k:.1f}" if len([v for v in values if v is not None]) > 1 else ""
+    return f"{m * k:.1f}{spread}" if pct else f"{m:.0f}{spread}"
+
+
+def setting_section(setting: str, models: dict[str, list[dict[str, Any]]], plot: Path | None) -> str:
+    seeds = sorted({r["seed"] for recs in models.values() for r in recs})
+    any_rec = next(iter(models.values()))[0]
+    lines = [f"### {setting}", "",
+             f"{any_rec['n']} test images, L-inf eps {any_rec['eps']:g}, attack budget `{any_rec['budget']}`, "
+             f"seeds {', '.join(map(str, seeds))} (mean ± standard deviation over seeds where more than one).", "",
+             "| model | seeds | clean % | worst case % | WRA (worst) % | missed % | detected % of fooled | clean FPR % | train s | evaluate s | sanity |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in [m for m in MODELS if m in models] + sorted(set(models) - set(MODELS)):
+        recs = models[name]
+        g = lambda k, recs=recs: [r[k] for r in recs]  # noqa: E731
+        lines.append(f"| {name} | {len(recs)} | {_fmt(g('clean'))} | {_fmt(g('worst'))} | {_fmt(g('wra'))} | "
+                     f"{_fmt(g('missed'))} | {_fmt(g('detected'))} | {_fmt(g('fpr'))} | {_fmt(g('train_s'), False)} | "
+                     f"{_fmt(g('eval_s'), False)} | {'pass' if all(g('sanity')) else '**FAIL**'} |")  # fmt: skip
+    lines += ["", verdict(models)]
+    if plot is not None:
+        lines += ["", f"![clean vs worst-case accuracy, {setting}]({plot.as_posix()})"]
+    return "\n".join(lines)
+
+
+def verdict(models: dict[str, list[dict[str, Any]]]) -> str:
+    """Does AW-Net beat the best static model on worst-case WRA by the goal, clean within slack?"""
+    static = {m: _ms([r["wra"] for r in recs])[0] for m, recs in models.items() if m not in AWNET_MODELS}
+    aw = {m: _ms([r["wra"] for r in recs])[0] for m, recs in models.items() if m in AWNET_MODELS}
+    if not static or not aw:
+        return "Verdict: not enough models in this setting to judge."
+    best_static = max(static, key=static.get)
+    best_aw = max(aw, key=aw.get)
+    gain = aw[best_aw] - static[best_static]
+    clean_std = _ms([r["clean"] for r in models["standard"]])[0] if "standard" in models else None
+    clean_aw = _ms([r["clean"] for r in models[best_aw]])[0]
+    wra_ok = gain >= WRA_GOAL
+    clean_ok = clean_std is not None and clean_aw >= clean_std - CLEAN_SLACK
+    text = (f"**Verdict:** the best AW-Net ({best_aw}, worst-case WRA {aw[best_aw]:.1%}) is "
+            f"{'ahead of' if gain >= 0 else 'behind'} the best static model ({best_static}, {static[best_static]:.1%}) "
+            f"by {abs(gain) * 100:.1f} points: the goal of at least {WRA_GOAL * 100:.0f} points is "
+            f"**{'met' if wra_ok else 'not met'}**.")  # fmt: skip
+    if clean_std is not None:
+        text += (f" Its clean accuracy {clean_aw:.1%} against the standard model's {clean_std:.1%}: within "
+                 f"{CLEAN_SLACK * 100:.0f} point is **{'met' if clean_ok else 'not met'}**.")  # fmt: skip
+    return text
+
+
+def plot_tradeoff(setting: str, models: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    from training.plots import pyplot, save_figure
+
+    fig, ax = pyplot().subplots(figsize=(6, 4.5))
+    for name, recs in models.items():
+        c, w = _ms([r["clean"] for r in recs]), _ms([r["worst"] for r in recs])
+        marker = "*" if name in AWNET_MODELS else "o"
+        ax.errorbar(w[0] * 100, c[0] * 100, xerr=w[1] * 100, yerr=c[1] * 100, fmt=marker, markersize=10 if marker == "*" else 7,
+                    capsize=3, label=name)  # fmt: skip
+    ax.set_xlabel("worst-case robust accuracy (%)")
+    ax.set_ylabel("clean accuracy (%)")
+    ax.set_title(f"{setting}: clean vs worst-case accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return save_figure(fig, path, dpi=120)
+
+
+def render(results: Path, out: Path) -> str:
+    data = load_results(results)
+    figures = out.parent / "figures"
+    sections = []
+    for setting, models in sorted(data.items()):
+        plot = plot_tradeoff(setting, models, figures / f"tradeoff_{setting}.png")
+        sections.append(setting_section(setting, models, plot.relative_to(out.parent)))
+    body = "\n\n".join(sections) if sections else "No reproduction results yet: run `make reproduce`."
+    write_section(out, BEGIN, END, f"<!-- written by `python -m training report` from results/; do not edit by hand -->\n\n{body}\n",
+                  "## Reproduction (`make reproduce`)")  # fmt: skip
+    return body
+
+
+def write_section(out: Path, begin: str, end: str, content: str, heading: str) -> None:
+    """Rewrite only what lies between ``begin`` and ``end`` in ``out`` (the rest is prose),
+    appending the block under ``heading`` when the markers are absent; shared by the
+    reproduction report and the trade-off sweep (training/sweep.py)."""
+    block = f"{begin}\n{content}\n{end}"
+    text = out.read_text() if out.is_file() else "# Results\n\n"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n{heading}\n\n" + block + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="rewrite docs/results.md from the evaluation cards under results/")
+    p.add_argument("--results", default="results", help="folder of SETTING/seedN/MODEL/evaluation.json")
+    p.add_argument("--out", default="docs/results.md")
+    p.set_defaults(func=lambda a: print(render(Path(a.results), Path(a.out))) or 0)
