@@ -26,9 +26,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-# Only what the wheel of the serving part needs: the service never imports torch,
+# Only what the wheel of the serving part needs: the service and the artifact contract it
+# shares with training/ (artifact_contract/, torch-free). The service never imports torch,
 # training/ or models/ (docs/contracts.md), so they stay out of this image.
 COPY pyproject.toml README.md ./
+COPY artifact_contract ./artifact_contract
 COPY service ./service
 
 ARG CUDA_LIBS=1

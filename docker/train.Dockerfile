@@ -26,6 +26,7 @@ WORKDIR /workspace
 COPY pyproject.toml README.md ./
 COPY models ./models
 COPY training ./training
+COPY artifact_contract ./artifact_contract
 COPY service ./service
 
 # The base image's torch satisfies the extra's range, so pip keeps it (no second torch);

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
-import hashlib
 import ipaddress
 import json
 import math
@@ -51,6 +50,18 @@ from urllib.parse import urlsplit
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the project's packages are beside scripts/
+    sys.path.insert(0, str(ROOT))
+from artifact_contract import (  # noqa: E402
+    INPUT_IMAGE,
+    INPUT_MIX,
+    ArtifactError,
+    InputSpec,
+    Manifest,
+    OnnxSpec,
+    sha256_file,
+)
+
 DEFAULT_MODEL_DIR = ROOT / "models/repository/awnet-mnist/1"
 DEFAULT_CHECKPOINT = ROOT / "models/checkpoints/awnet-mnist-1.pt"
 DEFAULT_CACHE = ROOT / "runs/benchmark/cache"
@@ -64,14 +75,6 @@ BUILD_PLAIN_CMD = "_build-plain"
 
 
 # --- small helpers ------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def proc_status_bytes(key: str) -> int | None:
     """``VmHWM``/``VmRSS`` of this process from /proc (Linux), in bytes."""
     try:
@@ -164,11 +167,12 @@ class ModelFiles:
         manifest_path = folder / "manifest.json"
         if not manifest_path.is_file():
             raise SystemExit(f"error: {folder} has no manifest.json (expected models/repository/NAME/VERSION/)")
-        manifest = json.loads(manifest_path.read_text())
-        onnx_path = folder / manifest.get("onnx", {}).get("file", "model.onnx")
-        if not onnx_path.is_file():
-            raise SystemExit(f"error: {onnx_path} does not exist")
-        return cls(key, folder, manifest, onnx_path, built)
+        try:  # the service's own checks: the manifest validates, its graph file is there
+            manifest = Manifest.load(manifest_path)
+            onnx_path = manifest.verify_folder(folder, verify_sha256=False, check_names=False)
+        except ArtifactError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        return cls(key, folder, manifest.to_dict(), onnx_path, built)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -296,34 +300,24 @@ def build_plain_main(argv: Sequence[str]) -> int:
     proto = check_graph(onnx_path)
     x = torch.rand(5, c, h, w)
     sess = ort.InferenceSession(str(onnx_path), providers=[CPU])
-    got = sess.run(None, {"image": x.numpy(), "mix_override": np.full(5, -1.0, np.float32)})[0]
+    got = sess.run(None, {INPUT_IMAGE: x.numpy(), INPUT_MIX: np.full(5, -1.0, np.float32)})[0]
     with torch.no_grad():
         want = plain(x).numpy()
     diff = float(np.abs(got - want).max())
     if diff > 1e-3:
         print(f"error: plain backbone ONNX vs PyTorch max |d| {diff:.3g} > 1e-3", file=sys.stderr)
         return 1
-    shapes = graph_shapes(proto)
-    manifest = {
-        "schema_version": 1,
-        "name": out.parent.name,
-        "version": out.name,
-        "arch": plain_name,
-        "kind": "static",
-        "method": "benchmark-only",
-        "note": ("benchmark-only timing baseline: the backbone of the AW-Net checkpoint with plain "
-                 "convs and its clean BNs, router removed; not a trained model (without the "
-                 "router's signals its predictions are meaningless)"),
-        "source_checkpoint": str(a.checkpoint),
-        "class_names": list(ic.class_names),
-        "input": {"shape": list(ic.shape), "layout": "NCHW", "dtype": "float32",
-                  "range": list(ic.pixel_range), "mean": list(ic.mean), "std": list(ic.std)},
-        "router": None,
-        "parity": {"plain_onnx_vs_torch_max_abs": diff},
-        "onnx": {"file": "model.onnx", "sha256": sha256_file(onnx_path), "size_bytes": onnx_path.stat().st_size,
-                 "inputs": shapes["inputs"], "outputs": shapes["outputs"]},
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    Manifest(
+        name=out.parent.name, version=out.name, arch=plain_name, kind="static", method="benchmark-only",
+        class_names=list(ic.class_names),
+        input=InputSpec(shape=list(ic.shape), range=list(ic.pixel_range), mean=list(ic.mean), std=list(ic.std)),
+        router=None, parity={"plain_onnx_vs_torch_max_abs": diff},
+        onnx=OnnxSpec.of_file(onnx_path, shapes=graph_shapes(proto)),
+        extra={"note": ("benchmark-only timing baseline: the backbone of the AW-Net checkpoint with plain "
+                        "convs and its clean BNs, router removed; not a trained model (without the "
+                        "router's signals its predictions are meaningless)"),
+               "source_checkpoint": str(a.checkpoint)},
+    ).write(out)  # fmt: skip
     print(json.dumps({"out": str(out), "parity_max_abs": diff}))
     return 0
 
@@ -463,7 +457,7 @@ def ort_cells(models: dict[str, ModelFiles], batches: Sequence[int], threads: in
         for key, sess in sessions.items():
             modes = AWNET_MODES if key == "awnet" else {"-": -1.0}
             for mode, value in modes.items():
-                feeds = {"image": image, "mix_override": np.full(b, value, np.float32)}
+                feeds = {INPUT_IMAGE: image, INPUT_MIX: np.full(b, value, np.float32)}
                 cells.append(Cell(key, mode, b, lambda s=sess, f=feeds: s.run(None, f)))
     return cells, providers
 
@@ -518,7 +512,7 @@ def probe_memory_main(argv: Sequence[str]) -> int:
     if a.model:
         if a.runtime == "ort":
             sess = make_session(Path(a.model), a.threads)
-            feeds = {"image": image, "mix_override": np.full(a.batch, -1.0, np.float32)}
+            feeds = {INPUT_IMAGE: image, INPUT_MIX: np.full(a.batch, -1.0, np.float32)}
             for _ in range(a.calls):
                 sess.run(None, feeds)
         else:
@@ -607,7 +601,7 @@ def _metric_sum(text: str, name: str, model: str) -> float:
 def _v2_body(images: np.ndarray) -> tuple[bytes, dict[str, str]]:
     blob = np.ascontiguousarray(images, dtype="<f4").tobytes()
     head = json.dumps({
-        "inputs": [{"name": "image", "datatype": "FP32", "shape": list(images.shape),
+        "inputs": [{"name": INPUT_IMAGE, "datatype": "FP32", "shape": list(images.shape),
                     "parameters": {"binary_data_size": len(blob)}}],
         "parameters": {"binary_data_output": True},
     }).encode()

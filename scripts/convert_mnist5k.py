@@ -23,7 +23,6 @@ byte (given the same zlib).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import io
 import sys
@@ -33,18 +32,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: the project's packages are beside scripts/
+    sys.path.insert(0, str(REPO))
+from artifact_contract import sha256_file  # noqa: E402  (the project's one SHA-256 helper)
+
 DEFAULT_OUT = REPO / "training" / "data" / "embedded" / "mnist5k.npz"
 SPLIT_SEED = 20261124
 PER_CLASS = {"train": 400, "val": 50, "test": 50}
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_source() -> Path:
@@ -123,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     print(f"source  {src}")
-    print(f"  sha256 {sha256(src)}")
+    print(f"  sha256 {sha256_file(src)}")
     print(f"output  {args.out} ({args.out.stat().st_size} bytes)")
-    print(f"  sha256 {sha256(args.out)}")
+    print(f"  sha256 {sha256_file(args.out)}")
     print("split   " + ", ".join(f"{k}={v.size}" for k, v in splits.items()))
     return 0
 

@@ -1,47 +1,41 @@
-"""Load and validate one model version folder: ``manifest.json`` + ``model.onnx``.
+"""Load one model version folder and check its graph against its manifest.
 
-Checks, in order (the first failure raises ``ArtifactError`` naming the file and the problem):
+``load_artifact`` reads ``manifest.json`` through the artifact contract
+(``artifact_contract.Manifest``: required keys, values, ``name``/``version`` against the
+folder, ``onnx.file`` present, its sha256 equal to ``onnx.sha256``); the first failure raises
+``ArtifactError`` naming the file and the problem.
 
-1. ``manifest.json`` exists, is JSON, and has the keys the service needs (docs/contracts.md)
-   with valid values; its ``name``/``version`` match the folder.
-2. ``onnx.file`` exists next to it and its sha256 equals ``onnx.sha256``.
-3. (``check_graph``, given the graph's inputs/outputs as ONNX Runtime reports them) the
-   inputs are exactly ``image`` float32 [N, C, H, W] and ``mix_override`` float32 [N], and the
-   outputs include ``logits`` float32 [N, K], ``p_adv`` float32 [N], ``mix`` float32 [N], with
-   C, H, W from ``input.shape`` and K = ``len(class_names)`` wherever the graph fixes them.
+What stays here is the service's own check, ``check_graph``: given the graph's inputs and
+outputs as ONNX Runtime reports them, the inputs are exactly ``image`` float32 [N, C, H, W] and
+``mix_override`` float32 [N], and the outputs include ``logits`` float32 [N, K], ``p_adv``
+float32 [N], ``mix`` float32 [N], with C, H, W from ``input.shape`` and K =
+``len(class_names)`` wherever the graph fixes them.
 
 No torch and no project training code: the folder is the only input.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-MANIFEST_FILE = "manifest.json"
-SUPPORTED_SCHEMA_VERSIONS = (1,)
-KINDS = ("awnet", "static")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-VERSION_RE = re.compile(r"^[1-9][0-9]*$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+from artifact_contract import (
+    INPUT_IMAGE,
+    INPUT_MIX,
+    MANIFEST_FILE,
+    MODEL_INPUTS,
+    MODEL_OUTPUTS,
+    OUTPUT_LOGITS,
+    OUTPUT_MIX,
+    OUTPUT_P_ADV,
+    ArtifactError,
+    Manifest,
+    read_json,
+)
 
-INPUT_IMAGE = "image"
-INPUT_MIX = "mix_override"
-OUTPUT_LOGITS = "logits"
-OUTPUT_P_ADV = "p_adv"
-OUTPUT_MIX = "mix"
-MODEL_INPUTS = (INPUT_IMAGE, INPUT_MIX)
-MODEL_OUTPUTS = (OUTPUT_LOGITS, OUTPUT_P_ADV, OUTPUT_MIX)
-DEFAULT_THRESHOLD = 0.5
-
-
-class ArtifactError(Exception):
-    """A model version that must not be served; the message says which file and why."""
+DEFAULT_THRESHOLD = 0.5  # the service's router threshold when the manifest's router is null
 
 
 class NodeArgLike(Protocol):
@@ -75,134 +69,27 @@ class Artifact:
         return len(self.class_names)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _require(manifest: dict[str, Any], dotted: str, where: Path) -> Any:
-    node: Any = manifest
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ArtifactError(f"{where}: required key '{dotted}' is missing")
-        node = node[part]
-    return node
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def read_manifest(version_dir: Path) -> dict[str, Any]:
-    path = version_dir / MANIFEST_FILE
-    if not path.is_file():
-        raise ArtifactError(f"{path}: file not found")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path}: must be a JSON object")
-    return manifest
-
-
 def load_artifact(version_dir: Path, *, verify_sha256: bool = True) -> Artifact:
     """Validate ``version_dir`` (``<repository>/<name>/<version>``) and return its ``Artifact``."""
     version_dir = Path(version_dir)
     where = version_dir / MANIFEST_FILE
-    manifest = read_manifest(version_dir)
-
-    schema = _require(manifest, "schema_version", where)
-    if schema not in SUPPORTED_SCHEMA_VERSIONS:
-        raise ArtifactError(
-            f"{where}: schema_version {schema!r} is not supported (supported: "
-            f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))})"
-        )
-    name = _require(manifest, "name", where)
-    version = _require(manifest, "version", where)
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ArtifactError(f"{where}: name {name!r} must match [a-z0-9][a-z0-9._-]*")
-    if isinstance(version, int) and not isinstance(version, bool):
-        version = str(version)
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        raise ArtifactError(f"{where}: version {version!r} must be a positive integer string")
-    if name != version_dir.parent.name or version != version_dir.name:
-        raise ArtifactError(
-            f"{where}: manifest says {name}/{version} but the folder is "
-            f"{version_dir.parent.name}/{version_dir.name}"
-        )
-
-    kind = _require(manifest, "kind", where)
-    if kind not in KINDS:
-        raise ArtifactError(f"{where}: kind {kind!r} must be one of {', '.join(KINDS)}")
-    method = manifest.get("method") if isinstance(manifest.get("method"), str) else kind
-
-    class_names = _require(manifest, "class_names", where)
-    if (
-        not isinstance(class_names, list)
-        or not class_names
-        or not all(isinstance(c, str) for c in class_names)
-    ):
-        raise ArtifactError(f"{where}: class_names must be a non-empty list of strings")
-
-    shape = _require(manifest, "input.shape", where)
-    if not (isinstance(shape, list) and len(shape) == 3 and all(_positive_int(d) for d in shape)):
-        raise ArtifactError(f"{where}: input.shape must be [C, H, W] positive integers, got {shape!r}")
-    rng = _require(manifest, "input.range", where)
-    if not (
-        isinstance(rng, list) and len(rng) == 2 and all(_number(v) for v in rng) and rng[0] < rng[1]
-    ):
-        raise ArtifactError(f"{where}: input.range must be [low, high] with low < high, got {rng!r}")
-
-    router = _require(manifest, "router", where)
-    threshold: float | None = None
-    if router is not None:
-        if not isinstance(router, dict):
-            raise ArtifactError(f"{where}: router must be an object or null")
-        threshold = router.get("threshold")
-        if not _number(threshold) or not 0.0 <= float(threshold) <= 1.0:
-            raise ArtifactError(f"{where}: router.threshold must be a number in [0, 1], got {threshold!r}")
-        threshold = float(threshold)
-
-    onnx_file = _require(manifest, "onnx.file", where)
-    if not isinstance(onnx_file, str) or not onnx_file or Path(onnx_file).name != onnx_file:
-        raise ArtifactError(f"{where}: onnx.file must be a file name in the same folder, got {onnx_file!r}")
-    sha = _require(manifest, "onnx.sha256", where)
-    if not isinstance(sha, str) or not SHA256_RE.match(sha.lower()):
-        raise ArtifactError(f"{where}: onnx.sha256 must be 64 hex digits")
-    sha = sha.lower()
-
-    onnx_path = version_dir / onnx_file
-    if not onnx_path.is_file():
-        raise ArtifactError(f"{onnx_path}: file not found (named by onnx.file in {where})")
-    if verify_sha256:
-        actual = sha256_file(onnx_path)
-        if actual != sha:
-            raise ArtifactError(
-                f"{onnx_path}: sha256 mismatch: the file has {actual}, {where} says {sha} "
-                "(file corrupted, truncated or replaced)"
-            )
-
+    raw = read_json(where)
+    manifest = Manifest.from_dict(raw, where=where)
+    onnx_path = manifest.verify_folder(version_dir, verify_sha256=verify_sha256)
+    shape, rng = manifest.input.shape, manifest.input.range
     return Artifact(
-        name=name,
-        version=version,
+        name=manifest.name,
+        version=manifest.version,
         path=version_dir,
         onnx_path=onnx_path,
-        sha256=sha,
-        manifest=manifest,
-        kind=kind,
-        method=method,
-        class_names=tuple(class_names),
+        sha256=manifest.onnx.sha256.lower(),
+        manifest=raw,
+        kind=manifest.kind,
+        method=manifest.method if isinstance(manifest.method, str) else manifest.kind,
+        class_names=tuple(manifest.class_names),
         input_shape=(shape[0], shape[1], shape[2]),
         input_range=(float(rng[0]), float(rng[1])),
-        manifest_threshold=threshold,
+        manifest_threshold=manifest.threshold,
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from service.artifact import INPUT_IMAGE, INPUT_MIX, OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
+from artifact_contract import INPUT_IMAGE, INPUT_MIX, OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
 from service.codec_v2 import (
     InferRequest,
     OutputTensor,

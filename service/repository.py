@@ -15,14 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from service.artifact import (
-    DEFAULT_THRESHOLD,
-    NAME_RE,
-    VERSION_RE,
-    Artifact,
-    ArtifactError,
-    load_artifact,
-)
+from artifact_contract import NAME_RE, VERSION_RE, ArtifactError
+from service.artifact import DEFAULT_THRESHOLD, Artifact, load_artifact
 from service.batching import DynamicBatcher
 from service.errors import ModelNotFound, NotReady
 from service.metrics import Metrics

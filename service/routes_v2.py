@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from service.artifact import INPUT_IMAGE, INPUT_MIX, OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
+from artifact_contract import INPUT_IMAGE, INPUT_MIX, OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
 from service.codec_v2 import HEADER_LENGTH, decompress, parse_infer_request
 from service.dataplane import OUTPUT_ADVERSARIAL, OUTPUT_PROBABILITIES
 from service.deps import SERVER_NAME, get_state, lookup_model, read_body, require_api_key

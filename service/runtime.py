@@ -20,17 +20,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.artifact import (
+from artifact_contract import (
     INPUT_IMAGE,
     INPUT_MIX,
     MODEL_OUTPUTS,
     OUTPUT_LOGITS,
     OUTPUT_MIX,
     OUTPUT_P_ADV,
-    Artifact,
     ArtifactError,
-    check_graph,
 )
+from service.artifact import Artifact, check_graph
 
 log = logging.getLogger("service.runtime")
 

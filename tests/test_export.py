@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from artifact_contract import sha256_file
 from models import create_model
 from models.config import digits_config
 from training.checkpoint import load_model, save_checkpoint
 from training.config import TrainConfig
 from training.export.calibrate import rates, threshold_for_fpr
 from training.export.exporter import export_checkpoint
-from training.export.graph import sha256_file
 from training.export.parity import ort_session
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+
+from artifact_contract import InputSpec, Manifest, OnnxSpec, io_shapes
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -489,27 +490,14 @@ def write_fixture_model(repo: Path, name: str = "awnet-fixture", version: str = 
     folder.mkdir(parents=True, exist_ok=True)
     blob = model.SerializeToString()
     (folder / "model.onnx").write_bytes(blob)
-    manifest = {
-        "schema_version": 1,
-        "name": name,
-        "version": version,
-        "created_at": "2026-01-01T00:00:00Z",
-        "arch": "fixture_linear",
-        "kind": "awnet",
-        "method": "fixture",
-        "class_names": [str(i) for i in range(10)],
-        "input": {"shape": [1, 28, 28], "layout": "NCHW", "dtype": "float32",
-                  "range": [0.0, 1.0], "mean": [0.0], "std": [1.0]},
-        "attack": {"norm": "Linf", "eps": 0.3},
-        "router": {"threshold": 0.5, "target_fpr": 0.01, "calibration_split": "val",
-                   "val_fpr": 0.0, "val_tpr": 1.0},
-        "evaluation": {},
-        "training": {},
-        "onnx": {"file": "model.onnx", "sha256": hashlib.sha256(blob).hexdigest(),
-                 "size_bytes": len(blob), "opset": 18,
-                 "inputs": {"image": [-1, 1, 28, 28], "mix_override": [-1]},
-                 "outputs": {"logits": [-1, 10], "p_adv": [-1], "mix": [-1]}},
-        "code_revision": "tests/deploy fixture",
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    Manifest(
+        name=name, version=version, created_at="2026-01-01T00:00:00Z", arch="fixture_linear",
+        kind="awnet", method="fixture", class_names=[str(i) for i in range(10)],
+        input=InputSpec(shape=[1, 28, 28], range=[0.0, 1.0], mean=[0.0], std=[1.0]),
+        attack={"norm": "Linf", "eps": 0.3},
+        router={"threshold": 0.5, "target_fpr": 0.01, "calibration_split": "val",
+                "val_fpr": 0.0, "val_tpr": 1.0},
+        evaluation={}, training={}, code_revision="tests/deploy fixture",
+        onnx=OnnxSpec.of_bytes(blob, opset=18, shapes=io_shapes((1, 28, 28), 10)),
+    ).write(folder)  # fmt: skip
     return name, version

@@ -11,20 +11,22 @@ float32 [N]; outputs ``logits`` [N, K], ``p_adv`` [N], ``mix`` [N].
 * ``slow_layers > 0`` adds a chain of 512x512 MatMul+Tanh that depends on the input and is
   multiplied by 0, so each call takes a while whatever the batch size (overload tests).
 
-Also writes the manifest (with the real sha256) into a model repository folder.
+Also writes the manifest (``artifact_contract.Manifest``, with the real sha256) into a model
+repository folder.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from artifact_contract import MODEL_INPUTS, MODEL_OUTPUTS, InputSpec, Manifest, OnnxSpec, io_shapes
 
 SHARPNESS = 60.0
 MAD_CENTER = 0.1
@@ -42,8 +44,8 @@ def build_model(
     *,
     slow_layers: int = 0,
     seed: int = 0,
-    input_names: tuple[str, str] = ("image", "mix_override"),
-    output_names: tuple[str, str, str] = ("logits", "p_adv", "mix"),
+    input_names: tuple[str, ...] = MODEL_INPUTS,
+    output_names: tuple[str, ...] = MODEL_OUTPUTS,
     static_batch: bool = False,
 ) -> onnx.ModelProto:
     c, h, w = shape
@@ -149,31 +151,20 @@ def make_manifest(
     num_classes: int = 10,
     threshold: float | None = 0.5,
     kind: str = "awnet",
-) -> dict[str, Any]:
-    c, h, w = shape
-    return {
-        "schema_version": 1,
-        "name": name,
-        "version": version,
-        "created_at": "2026-11-24T08:00:00Z",
-        "arch": "fake_linear",
-        "kind": kind,
-        "method": "fake",
-        "class_names": [str(i) for i in range(num_classes)],
-        "input": {"shape": [c, h, w], "layout": "NCHW", "dtype": "float32",
-                  "range": [0.0, 1.0], "mean": [0.0] * c, "std": [1.0] * c},
-        "attack": {"norm": "Linf", "eps": 0.3},
-        "router": None if threshold is None else {
+) -> Manifest:
+    c = shape[0]
+    return Manifest(
+        name=name, version=version, created_at="2026-11-24T08:00:00Z", arch="fake_linear", kind=kind,
+        method="fake", class_names=[str(i) for i in range(num_classes)],
+        input=InputSpec(shape=list(shape), range=[0.0, 1.0], mean=[0.0] * c, std=[1.0] * c),
+        attack={"norm": "Linf", "eps": 0.3},
+        router=None if threshold is None else {
             "threshold": threshold, "target_fpr": 0.01, "calibration_split": "val",
             "val_fpr": 0.01, "val_tpr": 0.97},
-        "evaluation": {"test": {"clean_acc": 0.1, "pgd_acc": 0.1}},
-        "training": {},
-        "onnx": {"file": "model.onnx", "sha256": hashlib.sha256(data).hexdigest(),
-                 "size_bytes": len(data), "opset": OPSET,
-                 "inputs": {"image": [-1, c, h, w], "mix_override": [-1]},
-                 "outputs": {"logits": [-1, num_classes], "p_adv": [-1], "mix": [-1]}},
-        "code_revision": "unknown",
-    }
+        evaluation={"test": {"clean_acc": 0.1, "pgd_acc": 0.1}}, training={},
+        onnx=OnnxSpec.of_bytes(data, opset=OPSET, shapes=io_shapes(shape, num_classes)),
+        code_revision="unknown",
+    )  # fmt: skip
 
 
 def write_model_version(
@@ -198,9 +189,7 @@ def write_model_version(
     (folder / "model.onnx").write_bytes(data)
     manifest = make_manifest(name, version, data, shape=shape, num_classes=num_classes,
                              threshold=threshold)
-    for key, value in (manifest_overrides or {}).items():
-        manifest[key] = value
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    dataclasses.replace(manifest, **(manifest_overrides or {})).write(folder)
     return folder
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from artifact_contract import Manifest
 from service.artifact import ArtifactError, load_artifact
 from service.runtime import OnnxModel, RuntimeOptions
 from tests.service.conftest import PROJECT_ROOT
@@ -141,3 +143,31 @@ def test_cuda_fallback_is_one_clear_warning_without_ort_error_noise(tmp_path):
 
 def test_model_bytes_roundtrip_is_deterministic():
     assert model_bytes(build_model()) == model_bytes(build_model())
+
+
+# --- the artifact contract (artifact_contract): one Manifest for every reader and writer --------
+def test_shipped_manifest_round_trips_through_the_typed_manifest():
+    folder = PROJECT_ROOT / "models" / "repository" / "awnet-mnist" / "1"
+    manifest = Manifest.load(folder)
+    assert manifest.to_dict() == json.loads((folder / "manifest.json").read_text())
+    assert manifest.verify_folder(folder) == folder / "model.onnx"
+
+
+def test_fixture_manifest_round_trips_and_keeps_unknown_keys(tmp_path):
+    folder = _write(tmp_path)
+    raw = json.loads((folder / "manifest.json").read_text())
+    raw["note"] = "kept"
+    manifest = Manifest.from_dict(raw, where=folder / "manifest.json")
+    assert manifest.extra == {"note": "kept"} and manifest.to_dict() == raw
+    assert manifest.threshold == 0.5 and manifest.input.shape == [1, 28, 28]
+
+
+def test_write_refuses_a_manifest_that_breaks_the_contract(tmp_path):
+    manifest = Manifest.load(_write(tmp_path))
+    bad = dataclasses.replace(manifest, kind="huge")
+    with pytest.raises(ArtifactError, match=r"other\.json: kind 'huge' must be one of awnet, static"):
+        bad.write(tmp_path / "other.json")
+    assert not (tmp_path / "other.json").exists()
+    bad = dataclasses.replace(manifest, onnx=dataclasses.replace(manifest.onnx, file="a/b.onnx"))
+    with pytest.raises(ArtifactError, match="onnx.file must be a file name"):
+        bad.validate()

@@ -54,3 +54,19 @@ def test_importing_and_creating_the_app_loads_no_forbidden_module(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout, proc.stdout
+
+
+CONTRACT = PROJECT_ROOT / "artifact_contract"
+
+
+def test_the_artifact_contract_needs_only_the_standard_library_and_numpy():
+    """Both sides import it: the exporter (with torch) and the service (without)."""
+    allowed = set(sys.stdlib_module_names) | {"numpy", "artifact_contract"}
+    offenders = []
+    files = sorted(CONTRACT.rglob("*.py"))
+    assert files
+    for path in files:
+        for name in _imports(path):
+            if name.split(".")[0] not in allowed:
+                offenders.append(f"{path.relative_to(PROJECT_ROOT)}: import {name}")
+    assert not offenders, offenders

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import shutil
 import tempfile
 import time
@@ -14,6 +13,7 @@ from typing import Any
 
 import torch
 
+from artifact_contract import NAME_RE, ONNX_FILE, VERSION_RE, InputSpec, Manifest, OnnxSpec
 from training.attacks import PGD
 from training.checkpoint import code_revision, load_model
 from training.config import TrainConfig
@@ -31,13 +31,9 @@ from training.export.graph import (
     check_graph,
     export_onnx,
     graph_shapes,
-    sha256_file,
 )
 from training.export.parity import ParityRow, format_table, parity_check
 from training.metrics import evaluate, roc_auc
-
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -53,7 +49,7 @@ def name_version_from_path(out_dir: Path, name: str | None, version: str | None)
     version = version or out_dir.name
     if not NAME_RE.match(name):
         raise ValueError(f"model name {name!r} must match {NAME_RE.pattern} (pass --name)")
-    if not version.isdigit() or int(version) < 1:
+    if not VERSION_RE.match(version):
         raise ValueError(f"model version {version!r} must be a positive integer (pass --version)")
     return name, version
 
@@ -169,50 +165,36 @@ def export_checkpoint(
         if card is not None:
             evaluation["robustness"] = card_summary(card)
             log(f"evaluation card: worst case {card['worst_case']['acc']:.4f} over {len(card['attacks'])} attacks")
-        shapes = graph_shapes(proto)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "name": name,
-            "version": version,
-            "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-            "arch": ckpt["model_name"],
-            "kind": kind,
-            "method": cfg.method + ("+rat" if cfg.rat else ""),
-            "dataset": cfg.dataset,
-            "class_names": list(ic.class_names),
-            "input": {
-                "shape": list(ic.shape),
-                "layout": "NCHW",
-                "dtype": "float32",
-                "range": list(ic.pixel_range),
-                "mean": list(ic.mean),
-                "std": list(ic.std),
-                "normalization": "inside the model; send raw [0, 1] pixels",
-            },
-            "attack": {"norm": "Linf", "eps": eps},
-            "router": router,
-            "evaluation": evaluation,
-            **({"masking_alarm": {**alarm, "forced": True}} if alarm else {}),
-            **({"selection": ckpt["selection"]} if ckpt.get("selection") else {}),
-            "parity": {"atol_logits": 1e-3, "atol_p_adv": 1e-4, "rows": [asdict(r) for r in rows]},
-            "training": ckpt["config"],
-            "training_code_revision": ckpt.get("code_revision", "unknown"),
-            "onnx": {
-                "file": "model.onnx",
-                "sha256": sha256_file(onnx_tmp),
-                "size_bytes": onnx_tmp.stat().st_size,
-                "opset": opset,
-                "inputs": shapes["inputs"],
-                "outputs": shapes["outputs"],
-                "exporter": f"torch {torch.__version__} (torch.onnx dynamo)",
-            },
-            "code_revision": code_revision(),
-        }
+        manifest = Manifest(
+            name=name,
+            version=version,
+            created_at=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            arch=ckpt["model_name"],
+            kind=kind,
+            method=cfg.method + ("+rat" if cfg.rat else ""),
+            dataset=cfg.dataset,
+            class_names=list(ic.class_names),
+            input=InputSpec(shape=list(ic.shape), range=list(ic.pixel_range), mean=list(ic.mean), std=list(ic.std),
+                            normalization="inside the model; send raw [0, 1] pixels"),  # fmt: skip
+            attack={"norm": "Linf", "eps": eps},
+            router=router,
+            evaluation=evaluation,
+            masking_alarm={**alarm, "forced": True} if alarm else None,
+            selection=ckpt.get("selection") or None,
+            parity={"atol_logits": 1e-3, "atol_p_adv": 1e-4, "rows": [asdict(r) for r in rows]},
+            training=ckpt["config"],
+            training_code_revision=ckpt.get("code_revision", "unknown"),
+            onnx=OnnxSpec.of_file(onnx_tmp, file=ONNX_FILE, shapes=graph_shapes(proto), opset=opset,
+                                  exporter=f"torch {torch.__version__} (torch.onnx dynamo)"),  # fmt: skip
+            code_revision=code_revision(),
+        ).validate()
         out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(onnx_tmp, out_dir / "model.onnx")
-        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    log(f"wrote {out_dir / 'model.onnx'} ({manifest['onnx']['size_bytes']} bytes) and manifest.json in {time.time() - t0:.1f} s")
-    return ExportResult(out_dir, manifest, rows)
+        shutil.copyfile(onnx_tmp, out_dir / manifest.onnx.file)
+        manifest.write(out_dir)
+        # read back as the service reads it: the file parses and validates, the graph's hash matches
+        Manifest.load(out_dir).verify_folder(out_dir, check_names=False)
+    log(f"wrote {out_dir / manifest.onnx.file} ({manifest.onnx.size_bytes} bytes) and manifest.json in {time.time() - t0:.1f} s")
+    return ExportResult(out_dir, manifest.to_dict(), rows)
 
 
 class _StaticView(torch.nn.Module):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import onnx
 import torch
 from torch import nn
 
-INPUT_NAMES = ["image", "mix_override"]
-OUTPUT_NAMES = ["logits", "p_adv", "mix"]
+from artifact_contract import INPUT_IMAGE, INPUT_MIX, MODEL_INPUTS, MODEL_OUTPUTS
+
 # Ops that only make sense while training: none may appear in a served graph.
 TRAINING_ONLY_OPS = {
     "Dropout", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "Gradient", "Adagrad", "Adam",
@@ -55,9 +54,9 @@ def export_onnx(wrapper: nn.Module, sample: torch.Tensor, path: Path, opset: int
         wrapper,
         (sample, override),
         str(path),
-        input_names=INPUT_NAMES,
-        output_names=OUTPUT_NAMES,
-        dynamic_shapes={"image": {0: batch}, "mix_override": {0: batch}},
+        input_names=list(MODEL_INPUTS),
+        output_names=list(MODEL_OUTPUTS),
+        dynamic_shapes={INPUT_IMAGE: {0: batch}, INPUT_MIX: {0: batch}},
         opset_version=opset,
         dynamo=True,
         external_data=False,
@@ -71,7 +70,7 @@ def check_graph(path: Path) -> onnx.ModelProto:
     onnx.checker.check_model(model, full_check=True)
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
-    if inputs != INPUT_NAMES or outputs != OUTPUT_NAMES:
+    if inputs != list(MODEL_INPUTS) or outputs != list(MODEL_OUTPUTS):
         raise ValueError(f"{path}: graph inputs {inputs} / outputs {outputs} break the contract")
     bad = sorted({n.op_type for n in model.graph.node if n.op_type in TRAINING_ONLY_OPS})
     for node in model.graph.node:
@@ -93,10 +92,3 @@ def graph_shapes(model: onnx.ModelProto) -> dict[str, dict[str, list[int]]]:
         "outputs": {o.name: dims(o) for o in model.graph.output},
     }
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

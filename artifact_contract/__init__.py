@@ -1,0 +1,47 @@
+"""The artifact contract between ``training/`` (which writes model versions) and ``service/``
+(which serves them): the single owner of every fact both sides must agree on.
+
+* ``names``: the ONNX tensor names, the repository's file names and name/version patterns,
+  the schema versions and kinds, and the one SHA-256 helper.
+* ``manifest``: ``manifest.json`` as a typed object (``Manifest``) with ``load``,
+  ``validate``, ``to_dict`` and ``write``, and the check of a version folder against it.
+
+Standard library and numpy only: the service imports this package, and it must stay
+free of torch, ``training`` and ``models`` (tests/service/test_service_imports.py).
+docs/contracts.md describes the contract in prose; this package is what enforces it.
+"""
+
+from artifact_contract.manifest import (
+    ArtifactError,
+    InputSpec,
+    Manifest,
+    OnnxSpec,
+    io_shapes,
+    read_json,
+)
+from artifact_contract.names import (
+    INPUT_IMAGE,
+    INPUT_MIX,
+    KINDS,
+    MANIFEST_FILE,
+    MODEL_INPUTS,
+    MODEL_OUTPUTS,
+    NAME_RE,
+    ONNX_FILE,
+    OUTPUT_LOGITS,
+    OUTPUT_MIX,
+    OUTPUT_P_ADV,
+    SCHEMA_VERSION,
+    SHA256_RE,
+    SUPPORTED_SCHEMA_VERSIONS,
+    VERSION_RE,
+    sha256_bytes,
+    sha256_file,
+)
+
+__all__ = [
+    "INPUT_IMAGE", "INPUT_MIX", "KINDS", "MANIFEST_FILE", "MODEL_INPUTS", "MODEL_OUTPUTS", "NAME_RE",
+    "ONNX_FILE", "OUTPUT_LOGITS", "OUTPUT_MIX", "OUTPUT_P_ADV", "SCHEMA_VERSION", "SHA256_RE",
+    "SUPPORTED_SCHEMA_VERSIONS", "VERSION_RE", "ArtifactError", "InputSpec", "Manifest", "OnnxSpec",
+    "io_shapes", "read_json", "sha256_bytes", "sha256_file",
+]  # fmt: skip
