@@ -80,6 +80,7 @@ fi
 
 for name in "${MODELS[@]}"; do
   selected "$name" || continue
+  if [[ -f "$OUT/$name/evaluation.json" ]]; then echo "=== [$SETTING seed $SEED] evaluate $name: done, kept"; continue; fi
   ckpt=$RUNS/$name/best.pt
   if [[ ! -f "$ckpt" ]]; then  # every validation raised the masking alarm: evaluate the last one, say so
     echo "=== $name has no best.pt (masking alarm at every validation): evaluating last.pt" | tee -a "$OUT/notes.txt"

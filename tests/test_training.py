@@ -24,7 +24,8 @@ TINY = dict(max_train_samples=256, batch_size=64, attack_steps=2, eval_attack_st
 
 def tiny(**kw) -> dict:
     """TINY for ``kw``'s method: a standard run takes no training-attack options."""
-    base = {k: v for k, v in TINY.items() if not (kw.get("method") == "standard" and k == "attack_steps")}
+    robust_only = ("attack_steps", "val_attack_steps", "val_square_samples", "val_square_queries")
+    base = {k: v for k, v in TINY.items() if not (kw.get("method", "standard") == "standard" and k in robust_only)}
     return {**base, **kw}
 
 

@@ -54,7 +54,7 @@ class TrainConfig:
     router_width: int = 32
     router_hidden: int = 64
     signal_activation: str = "2sigmoid"
-    router_adaptive: bool = True  # type head also trained on router-evasion PGD (docs/decisions.md)
+    router_adaptive: bool = False  # opt-in: router-evasion PGD in training; did not hold in 8 CPU epochs (docs/results.md)
     evasion_lambdas: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
     # randomized adversarial training (Jin et al., CVPR 2023)
     rat: bool = False
