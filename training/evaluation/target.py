@@ -19,6 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from artifact_contract import (
+    INPUT_IMAGE,
+    INPUT_MIX,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    OUTPUT_LOGITS,
+    OUTPUT_P_ADV,
+)
 from models import InputConfig
 from training.attacks import unwrap
 from training.checkpoint import build_model, load_model, model_kwargs
@@ -90,7 +98,7 @@ def read_manifest(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """An exported model's ``manifest.json``, given the file or its folder: (file, content)."""
     p = Path(path)
     if p.is_dir():
-        p = p / "manifest.json"
+        p = p / MANIFEST_FILE
     if not p.is_file():
         raise FileNotFoundError(f"{p.parent} has no manifest.json: not an exported model folder")
     return p, json.loads(p.read_text())
@@ -105,7 +113,7 @@ def manifest_threshold(manifest: dict[str, Any]) -> float | None:
 def load_target(path: str | Path, device: str = "cpu") -> Target:
     """A checkpoint (``*.pt``) or a model version folder (``manifest.json`` + ``model.onnx``)."""
     p = Path(path)
-    if p.is_dir() or p.name == "manifest.json":
+    if p.is_dir() or p.name == MANIFEST_FILE:
         return _load_export(p if p.is_dir() else p.parent, device)
     if not p.exists():
         raise FileNotFoundError(f"no checkpoint or model folder at {p}")
@@ -136,7 +144,7 @@ def _load_export(folder: Path, device: str) -> Target:
     from onnx import numpy_helper
 
     _, manifest = read_manifest(folder)
-    onnx_path = folder / manifest.get("onnx", {}).get("file", "model.onnx")
+    onnx_path = folder / manifest.get("onnx", {}).get("file", ONNX_FILE)
     cfg = TrainConfig.from_dict(manifest["training"])
     inp = manifest["input"]
     ic = InputConfig(
@@ -208,7 +216,7 @@ def check_against_onnx(target: Target, onnx_path: Path, atol: float = 1e-3) -> f
     x = torch.cat([x[:32], torch.rand(8, *x.shape[1:])])
     sess = ort_session(onnx_path)
     override = np.full((x.shape[0],), -1.0, dtype=np.float32)
-    ort_logits, ort_p = sess.run(["logits", "p_adv"], {"image": x.numpy(), "mix_override": override})
+    ort_logits, ort_p = sess.run([OUTPUT_LOGITS, OUTPUT_P_ADV], {INPUT_IMAGE: x.numpy(), INPUT_MIX: override})
     with torch.no_grad():
         if target.awnet:
             out = target.model.forward_all(x)

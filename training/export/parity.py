@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from artifact_contract import INPUT_IMAGE, INPUT_MIX
+
 MODES = {"router": -1.0, "forced_clean": 0.0, "forced_adv": 1.0}
 
 
@@ -56,7 +58,7 @@ def parity_check(
         for mode, override in modes.items():
             with torch.no_grad():
                 ref = [t.numpy() for t in wrapper(x, override)]
-            got = sess.run(None, {"image": x.numpy(), "mix_override": override.numpy()})
+            got = sess.run(None, {INPUT_IMAGE: x.numpy(), INPUT_MIX: override.numpy()})
             rows.append(
                 ParityRow(
                     inputs=name,
