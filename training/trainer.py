@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -248,8 +249,6 @@ class Trainer:
         if alarm:
             reasons = "; ".join(alarm["reasons"])
             tqdm.write(f"WARNING masking alarm at epoch {epoch}: {reasons}")
-            import logging
-
             logging.getLogger("awnet.training").warning("masking alarm at epoch %d: %s", epoch, reasons)
 
     def _log(self, record: dict[str, Any]) -> None:

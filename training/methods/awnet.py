@@ -63,8 +63,6 @@ class AWNetMethod(Method):
         super().__init__(cfg, model, device)
         if not getattr(unwrap(model), "is_awnet", False):
             raise ValueError("the awnet method needs an AW-Net model")
-        if cfg.kd_reduction not in KD_REDUCTIONS:
-            raise ValueError(f"unknown kd reduction {cfg.kd_reduction!r}; choose from {', '.join(KD_REDUCTIONS)}")
         self.teachers = teachers  # (clean, robust) or None
         self.w_nat = 0.5
         self.init_losses: tuple[float, float] | None = None
@@ -104,10 +102,7 @@ class AWNetMethod(Method):
         lam = lambdas[torch.randint(len(lambdas), (n,), device=x.device)] * ramp
         through_clean = (torch.rand(n, device=x.device) < 0.5) & (lam > 0)
         mix = torch.where(through_clean, torch.zeros(n, device=x.device), torch.full((n,), -1.0, device=x.device))
-        attack = self.pgd(model, loss="ce-evade-router")
-        attack.loss_kwargs = {"weight": lam}
-        attack.mix = mix
-        return attack(x, y)
+        return self.pgd(model, loss="ce-evade-router", mix=mix, loss_kwargs={"weight": lam})(x, y)
 
     def loss(self, model, x, y):
         x_adv = self.craft(model, x, y)

@@ -35,9 +35,10 @@ class Method(ABC):
         bare = unwrap(model)
         return self.rat.noisy_copy(bare) if self.rat is not None else bare
 
-    def pgd(self, model: nn.Module, loss: str = "ce") -> PGD:
+    def pgd(self, model: nn.Module, loss: str = "ce", **kw: Any) -> PGD:
+        """The training attack at the current eps; ``kw`` go to :class:`PGD` (``mix``, ``loss_kwargs``)."""
         step = self.cfg.step_size * (self.eps / self.cfg.eps) if self.cfg.eps else 0.0
-        return PGD(self.attack_model(model), eps=self.eps, step_size=step, steps=self.cfg.attack_steps, loss=loss)
+        return PGD(self.attack_model(model), eps=self.eps, step_size=step, steps=self.cfg.attack_steps, loss=loss, **kw)
 
     @abstractmethod
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
