@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
-MODELS = ("standard", "pgd-at", "trades", "trades+rat", "awnet", "awnet+rat", "awnet-plain-router", "awnet-shipped-v1")
-AWNET_MODELS = ("awnet", "awnet+rat", "awnet-plain-router", "awnet-shipped-v1")
+MODELS = ("standard", "pgd-at", "trades", "trades+rat", "awnet", "awnet+rat", "awnet-plain-router")
+AWNET_MODELS = ("awnet", "awnet+rat", "awnet-plain-router")
 #: The evaluation issue's goal: AW-Net's worst-case WRA this many points above the best
 #: static model, with clean accuracy within CLEAN_SLACK of the standard model's.
 WRA_GOAL, CLEAN_SLACK = 0.02, 0.01

@@ -54,8 +54,9 @@ def name_version_from_path(out_dir: Path, name: str | None, version: str | None)
     return name, version
 
 
-def _pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, batch: int = 256) -> torch.Tensor:
-    attack = PGD(model, eps=eps, step_size=2.5 * eps / steps, steps=steps)
+def _pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, batch: int = 256,
+         **kw: Any) -> torch.Tensor:  # fmt: skip
+    attack = PGD(model, eps=eps, step_size=2.5 * eps / steps, steps=steps, **kw)
     return torch.cat([attack(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)])
 
 
@@ -121,9 +122,8 @@ def export_checkpoint(
             adv_scores = router_scores(model, _pgd(model, xv, yv, eps, eval_steps))
             thr, fpr_thr = calibrated_threshold(clean_scores, target_fpr, threshold_floor)
             fpr, tpr = rates(clean_scores, adv_scores, thr)
-            evade = PGD(model, eps=eps, step_size=2.5 * eps / eval_steps, steps=eval_steps, loss="ce-evade-router",
-                        loss_kwargs={"weight": 1.0})  # fmt: skip
-            evade_scores = router_scores(model, torch.cat([evade(xv[i:i + 256], yv[i:i + 256]) for i in range(0, len(xv), 256)]))
+            evade_scores = router_scores(model, _pgd(model, xv, yv, eps, eval_steps, loss="ce-evade-router",
+                                                     loss_kwargs={"weight": 1.0}))  # fmt: skip
             _, tpr_adaptive = rates(clean_scores, evade_scores, thr)
             router = {
                 "threshold": thr,
