@@ -11,6 +11,7 @@ import pytest
 
 from training import report, sweep
 from training.cli import build_parser, main
+from training.evaluation.suite import BUDGETS, Budget, build_suite
 
 
 def _args(tmp_path: Path, *extra: str) -> argparse.Namespace:
@@ -57,9 +58,15 @@ def test_plan_trains_standard_once_per_backbone_and_every_command_parses(tmp_pat
         assert (ev.eps, ev.budget, ev.n, ev.path) == (c.eps, "reproduce", 500, str(c.run / "best.pt"))
 
 
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_default_attacks_are_in_every_budgets_suite(budget: str) -> None:
+    names = {s.name for s in build_suite(0.3, 10, awnet=False, budget=Budget.named(budget))}
+    assert set(sweep.default_attacks(budget)) <= names
+
+
 def test_cells_with_results_are_skipped_and_foreign_ones_refused(tmp_path: Path, capsys) -> None:
     a = _args(tmp_path, "--models", "smallcnn_w8", "--eps", "0.3", "0.4")
-    a.attacks = ["pgd20", "apgd-dlr", "square1000"]  # what cmd_sweep resolves the default to
+    a.attacks = sweep.default_attacks(a.budget)  # what cmd_sweep resolves the default to
     cells = sweep.plan(a.models, a.methods, a.eps, Path(a.results), Path(a.runs))
     done = cells[1]  # standard at eps 0.4: its shared run is trained, its card written
     _card(done.out, 0.98, 0.0, 0.4)

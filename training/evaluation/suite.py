@@ -69,6 +69,11 @@ class Budget:
             return cls(pgd_steps=10, lib_steps=10, square_queries=100, aa_square_queries=100)
         raise ValueError(f"unknown budget {name!r}; choose from {BUDGETS}")
 
+    @property
+    def square_attack(self) -> str:
+        """The suite entry that runs Square: alone where the budget has it, else inside AutoAttack."""
+        return f"square{self.square_queries}" if self.standalone_square else "autoattack"
+
 
 def _pgd(eps: float, steps: int, loss: str = "ce", mix=None, **loss_kwargs) -> Callable[[nn.Module], Attack]:
     return lambda m: PGD(m, eps=eps, step_size=2.5 * eps / steps, steps=steps, loss=loss, mix=mix,
@@ -104,7 +109,7 @@ def build_suite(
                    lambda m: library.apgd(m, eps, "dlr", steps=lib_steps, seed=seed)),
     ]  # fmt: skip
     if budget.standalone_square:
-        specs.append(AttackSpec(f"square{budget.square_queries}", f"Square ({budget.square_queries} queries, alone)",
+        specs.append(AttackSpec(budget.square_attack, f"Square ({budget.square_queries} queries, alone)",
                                 "torchattacks", "black-box", "queries",
                                 lambda m: library.square(m, eps, queries=budget.square_queries, seed=seed)))  # fmt: skip
     if not awnet:
