@@ -3,6 +3,8 @@
 
 * ``names``: the ONNX tensor names, the repository's file names and name/version patterns,
   the schema versions and kinds, and the one SHA-256 helper.
+* ``policy``: the version policy (all / latest N / specific), setting and manifest spellings.
+* ``probes``: the probe set beside a version (``probes.npz``) and the check of outputs on it.
 * ``manifest``: ``manifest.json`` as a typed object (``Manifest``) with ``load``,
   ``validate``, ``to_dict`` and ``write``, and the check of a version folder against it.
 
@@ -38,10 +40,21 @@ from artifact_contract.names import (
     sha256_bytes,
     sha256_file,
 )
+from artifact_contract.policy import VersionPolicy
+from artifact_contract.probes import (
+    PROBES_FILE,
+    ProbeReport,
+    ProbeSet,
+    check_outputs,
+    load_probes,
+    write_probes,
+)
 
 __all__ = [
     "INPUT_IMAGE", "INPUT_MIX", "KINDS", "MANIFEST_FILE", "MODEL_INPUTS", "MODEL_OUTPUTS", "NAME_RE",
     "ONNX_FILE", "OUTPUT_LOGITS", "OUTPUT_MIX", "OUTPUT_P_ADV", "SCHEMA_VERSION", "SHA256_RE",
     "SUPPORTED_SCHEMA_VERSIONS", "VERSION_RE", "ArtifactError", "InputSpec", "Manifest", "OnnxSpec",
     "io_shapes", "read_json", "sha256_bytes", "sha256_file",
+    "PROBES_FILE", "ProbeReport", "ProbeSet", "VersionPolicy", "check_outputs", "load_probes",
+    "write_probes",
 ]  # fmt: skip

@@ -7,7 +7,9 @@ Every failure is an ``ArtifactError`` whose message starts with the file and nam
 
 Required (docs/contracts.md): ``schema_version``, ``name``, ``version``, ``kind``,
 ``class_names``, ``input.shape``, ``input.range``, ``router`` (object or null),
-``onnx.file``, ``onnx.sha256``. The other blocks are informative and kept as written
+``onnx.file``, ``onnx.sha256``. Optional and checked when present: ``probes`` (the probe
+set beside the graph, ``artifact_contract.probes``) and ``version_policy`` (Triton's shape,
+``artifact_contract.policy``). The other blocks are informative and kept as written
 (free-form ones as dicts; unknown top-level keys in ``extra``).
 """
 
@@ -202,6 +204,8 @@ class Manifest(_Block):
     training: dict[str, Any] | None = None
     training_code_revision: str | None = None
     onnx: OnnxSpec
+    probes: dict[str, Any] | None = None  # optional: the probe set beside the graph (probes.py)
+    version_policy: dict[str, Any] | None = None  # optional: Triton's shape, overrides the setting
     code_revision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # unknown top-level keys, kept as written
     source: Path | None = field(default=None, compare=False, repr=False)  # the file it came from
@@ -255,6 +259,14 @@ class Manifest(_Block):
             if not _number(thr) or not 0.0 <= float(thr) <= 1.0:
                 raise ArtifactError(f"{where}: router.threshold must be a number in [0, 1], got {thr!r}")
         self.onnx.validate(where)
+        if self.probes is not None:
+            from artifact_contract.probes import validate_block
+
+            validate_block(self.probes, where)
+        if self.version_policy is not None:
+            from artifact_contract.policy import VersionPolicy
+
+            VersionPolicy.from_dict(self.version_policy, where)
         return self
 
     @property

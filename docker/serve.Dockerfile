@@ -13,10 +13,19 @@
 # resolved version, no other package); CUDA_LIBS=0 builds a CPU-only image about 1.5 GB
 # smaller that still runs everywhere.
 #
+# ONNXRUNTIME=cpu builds on ONNX Runtime's CPU package instead (same resolved version, the
+# GPU package removed before it is installed: never both in one image; CUDA_LIBS ignored).
+#
+# BASE_IMAGE: both stages' base, python:3.11-slim-bookworm by default. Where Docker Hub
+# cannot be pulled, scripts/build_image.sh (`make image`) builds a local equivalent
+# (scripts/build_base_image.sh: Debian bookworm + python3, with the machine's CA bundle)
+# and passes it here; see docs/deployment.md.
+#
 # onnxruntime-gpu publishes x86-64 Linux wheels only: build and run for linux/amd64.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 ########################################################################### build stage
-FROM python:3.11-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -34,15 +43,21 @@ COPY artifact_contract ./artifact_contract
 COPY service ./service
 
 ARG CUDA_LIBS=1
+ARG ONNXRUNTIME=gpu
 # Versions are pinned by pyproject.toml (the single source of truth), not here.
 # hadolint ignore=DL3013
-RUN if [ "$CUDA_LIBS" = "1" ]; then set -- "onnxruntime-gpu[cuda,cudnn]"; else set --; fi \
+RUN if [ "$CUDA_LIBS" = "1" ] && [ "$ONNXRUNTIME" != "cpu" ]; then set -- "onnxruntime-gpu[cuda,cudnn]"; else set --; fi \
  && pip install --no-cache-dir ".[serve]" "$@" \
+ && if [ "$ONNXRUNTIME" = "cpu" ]; then \
+      v=$(python -c 'import importlib.metadata as m; print(m.version("onnxruntime-gpu"))') \
+      && pip uninstall --yes onnxruntime-gpu \
+      && pip install --no-cache-dir "onnxruntime==$v"; \
+    fi \
  && python -c "import onnxruntime, service; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())" \
  && ! python -c "import torch" 2>/dev/null
 
 ######################################################################### runtime stage
-FROM python:3.11-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="awnet-serve" \
       org.opencontainers.image.description="AW-Net image classification service (KServe v2 API on ONNX Runtime)" \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -44,9 +46,19 @@ class AWNet(nn.Module):
     ``forward`` returns logits so attacks and losses treat it like any classifier;
     ``forward_all`` also returns the router outputs. The default mix of ``forward`` is
     ``self.mix_mode``, which attacks may set and must restore.
+
+    Whether a (possibly wrapped) model is an AW-Net is asked with
+    :func:`models.is_awnet`, which checks this class.
+
+    The router's per-sample signals and the mix reach the backbone's layers through a
+    side channel (``WeightVariedConv2d.signal``, ``MixBatchNorm2d.mix``) held only for
+    the duration of one backbone forward (:meth:`_side_channel`). It is not reentrant:
+    one instance runs one forward at a time (no nested forward of the same model from a
+    hook, no two threads sharing an instance).
     """
 
-    is_awnet = True
+    _side_channel_active = False  # per instance once set; see _side_channel
+
 
     def __init__(
         self,
@@ -56,6 +68,10 @@ class AWNet(nn.Module):
         signal_activation: str = "2sigmoid",
     ) -> None:
         super().__init__()
+        if not isinstance(backbone, Backbone):
+            raise TypeError(
+                f"an AW-Net wraps a models.backbones.Backbone, not {type(backbone).__name__}"
+            )
         self.backbone = backbone
         self.convs = [m for m in backbone.modules() if isinstance(m, WeightVariedConv2d)]
         self.mixbns = [m for m in backbone.modules() if isinstance(m, MixBatchNorm2d)]
@@ -111,22 +127,50 @@ class AWNet(nn.Module):
             )
         return m, m
 
-    def _backbone(
-        self, x: torch.Tensor, signals: list[torch.Tensor], bn_mix: str | torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the backbone with the given per-conv signals and MixBN mix set."""
-        for conv, s in zip(self.convs, signals, strict=True):
-            conv.signal = s
-        for bn in self.mixbns:
-            bn.mix = bn_mix
+    @contextmanager
+    def _side_channel(
+        self, signals: Sequence[torch.Tensor], bn_mix: str | torch.Tensor
+    ) -> Iterator[None]:
+        """Hand one forward's regulation signals and MixBN mix to the backbone's layers.
+
+        Sets ``conv.signal`` on every :class:`WeightVariedConv2d` (one signal per conv, in
+        module order) and ``bn.mix`` on every :class:`MixBatchNorm2d` for the duration of
+        the ``with`` block, and clears them all (back to ``None``) in ``finally``, so no
+        layer keeps a stale signal or mix after the block, whether it returns or raises.
+
+        Not reentrant: the layers hold one signal and one mix each, so a second forward
+        of the same instance inside the block (a hook calling the model, another thread)
+        would overwrite the outer forward's values and then clear them under it.
+        Entering the side channel while it is already active raises ``RuntimeError``
+        (and leaves the active one untouched).
+        """
+        if self._side_channel_active:
+            raise RuntimeError(
+                "AWNet side channel is already active: a forward of this AW-Net was started inside "
+                "another (nested call from a hook, or two threads sharing one instance); it is not "
+                "reentrant, use one instance (e.g. a copy) per concurrent forward"
+            )
+        self._side_channel_active = True
         try:
-            features = self.backbone.forward_features(x)
-            return features, self.backbone.forward_head(features)
+            for conv, s in zip(self.convs, signals, strict=True):
+                conv.signal = s
+            for bn in self.mixbns:
+                bn.mix = bn_mix
+            yield
         finally:
             for conv in self.convs:
                 conv.signal = None
             for bn in self.mixbns:
                 bn.mix = None
+            self._side_channel_active = False
+
+    def _backbone(
+        self, x: torch.Tensor, signals: Sequence[torch.Tensor], bn_mix: str | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the backbone with the given per-conv signals and MixBN mix set."""
+        with self._side_channel(signals, bn_mix):
+            features = self.backbone.forward_features(x)
+            return features, self.backbone.forward_head(features)
 
     def forward_all(self, x: torch.Tensor, mix: Mix = None) -> AWNetOutput:
         mix = self.mix_mode if mix is None else mix

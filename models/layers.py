@@ -4,7 +4,8 @@ A backbone is written once against two factories, ``conv`` and ``norm``. The sta
 gets ``nn.Conv2d`` and ``nn.BatchNorm2d``; the AW-Net model gets
 :class:`WeightVariedConv2d` (per-sample, per-filter regulation signal omega) and
 :class:`MixBatchNorm2d` (a clean BN and an adversarial BN). The AW-Net wrapper sets the
-per-sample signal and mix on those layers for the duration of one forward.
+per-sample signal and mix on those layers for the duration of one forward, through one
+context manager (``AWNet._side_channel``, not reentrant) that clears them afterwards.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class WeightVariedConv2d(nn.Conv2d):
 class MixBatchNorm2d(nn.Module):
     """MixBN: a clean BN and an adversarial BN.
 
-    ``mix`` is set by the AW-Net wrapper before each forward:
+    ``mix`` is set by the AW-Net wrapper for each forward (``AWNet._side_channel``):
     - ``"clean"`` / ``"adv"``: the whole batch goes through that BN only (training by
       known type: running statistics stay separate);
     - a tensor of shape (N,) in [0, 1]: soft blend

@@ -94,7 +94,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def backbone_name(name: str) -> str:
-    return name[len(AWNET_PREFIX):] if name.startswith(AWNET_PREFIX) else name
+    return name[len(AWNET_PREFIX):] if is_awnet_name(name) else name
 
 
 def is_awnet_name(name: str) -> bool:

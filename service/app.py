@@ -3,7 +3,9 @@
 ``create_app(settings)`` wires settings, metrics, model repository, data plane, routes and
 middleware. Start-up (lifespan) scans the repository and loads every model version in the
 background, so the server answers ``/v2/health/live`` at once and ``/v2/health/ready`` turns
-200 only when loading and warm-up are done. Shutdown: readiness goes false, the batchers
+200 only when loading and warm-up are done. With ``AWNET_MODEL_CONTROL_MODE=poll`` the same
+task then keeps polling the repository (docs/lifecycle.md); ``AWNET_CANARY_INTERVAL_S`` > 0
+starts the probe canary. Shutdown: readiness goes false, the batchers
 finish their queues, then the app stops (uvicorn first waits for in-flight requests).
 """
 
@@ -19,11 +21,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from service.dataplane import DataPlane
-from service.deps import SERVER_NAME, AppState, get_state
+from service.deps import SERVER_NAME, AppState, FastLane, get_state
 from service.errors import install_error_handlers
 from service.logging import RequestContextMiddleware
 from service.metrics import CONTENT_TYPE, Metrics
+from service.openapi import install_openapi
+from service.probes import Canary
 from service.repository import ModelRepository
+from service.routes_repository import build_router as repository_router
 from service.routes_v1 import router as v1_router
 from service.routes_v2 import router as v2_router
 from service.settings import Settings
@@ -54,12 +59,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         repository.scan()
         loader = asyncio.create_task(repository.load_all(), name="load-models")
+        if settings.canary_interval_s > 0:
+            repository.start_background(Canary(repository, settings.canary_interval_s).forever(),
+                                        "probe-canary")
         log.info(
             "serving model repository %s", settings.model_repository,
             extra={"providers": settings.providers, "max_batch_size": settings.max_batch_size,
                    "max_queue_delay_ms": settings.max_queue_delay_ms,
                    "max_queue_size": settings.max_queue_size,
-                   "auth": settings.api_key is not None},
+                   "auth": settings.api_key is not None,
+                   "model_control_mode": settings.model_control_mode,
+                   "version_policy": settings.version_policy},
         )
         try:
             yield
@@ -78,15 +88,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Image classification through an adversarial router (AW-Net), "
         "with the Open Inference Protocol (KServe v2) and a simple image API.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_openapi
+        redoc_url=None,
     )
     app.state.awnet = state
     install_error_handlers(app, metrics)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    if settings.cors_origins:  # off unless configured: no CORS header is sent at all
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Content-Encoding",
+                                          "Inference-Header-Content-Length", "X-Request-ID"],
+                           expose_headers=["Inference-Header-Content-Length", "X-Request-ID",
+                                           "Retry-After"])
+    app.add_middleware(RequestContextMiddleware, metrics=metrics,
+                       max_headers=settings.max_headers,
+                       max_header_bytes=settings.max_header_bytes,
+                       # v2 infer straight to its route (CORS would be skipped: then not)
+                       fast_lane=None if settings.cors_origins else FastLane.of(v2_router))
     app.include_router(v1_router)
     app.include_router(v2_router)
+    app.include_router(repository_router(settings))
+    install_openapi(app, state)
+    # the served versions changed (poll, load, unload): rebuild the OpenAPI document
+    repository.listeners.append(lambda: setattr(app, "openapi_schema", None))
 
     @app.get("/metrics", summary="Prometheus metrics", tags=["operations"],
-             response_class=Response)
+             response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text exposition format"}})
     async def prometheus_metrics(request: Request) -> Response:
         data = await asyncio.to_thread(get_state(request).metrics.render)
         return Response(content=data, media_type=CONTENT_TYPE)

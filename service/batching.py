@@ -1,13 +1,22 @@
-"""Dynamic batching: one asyncio batcher per model version.
+"""Dynamic batching: one asyncio batcher per model version, adaptive.
 
-Requests put their inputs in a bounded queue (counted in inputs). One loop task takes the
-oldest request, waits at most ``max_delay_s`` after that request arrived for others to fill a
-batch of up to ``max_batch_size`` inputs, concatenates them and runs ONE blocking call in a
-dedicated single-thread executor (never on the event loop), then hands each request its rows.
+Requests put their inputs in a bounded queue (counted in inputs). One loop task runs ONE
+blocking call at a time in a dedicated single-thread executor (never on the event loop) and
+hands each request its rows. It batches adaptively:
+
+* model idle: the queued requests (up to ``max_batch_size`` inputs) run at once; a lone
+  request does not wait for company that may never come;
+* model busy: requests arriving meanwhile gather in the queue and form the next batch as soon
+  as the call returns; so batches grow with the load, and only with the load;
+* ``max_delay_s`` > 0 (``AWNET_MAX_QUEUE_DELAY_MS``, default 0) adds a fixed wait on top: an
+  idle model waits up to that long after the oldest queued request arrived for a batch to
+  fill (the classic fixed-delay batching, for models whose cost barely grows with the batch).
 
 * Queue full: ``submit`` raises ``QueueFull`` at once (503 + Retry-After), it never waits.
-* Timeout: a request not answered within ``timeout`` raises ``InferenceTimeout``; if it was
-  still queued it is removed, so it costs no inference.
+* Timeout: a request not answered within ``timeout`` raises ``InferenceTimeout`` at its
+  deadline, queued or running; if it was still queued it is removed, so it costs no
+  inference. Deadlines are kept by the batcher (one timer for requests in submission order),
+  not by a ``wait_for`` per request.
 * A single request larger than ``max_batch_size`` forms a batch of its own (the runner
   splits it into calls of at most ``max_batch_size``).
 * ``close()`` refuses new requests, lets the queue drain, then stops the loop.
@@ -16,13 +25,11 @@ dedicated single-thread executor (never on the event loop), then hands each requ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,16 +40,20 @@ log = logging.getLogger("service.batching")
 Runner = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
-@dataclass(eq=False)
 class _Request:
-    image: np.ndarray
-    mix: np.ndarray
-    future: asyncio.Future[dict[str, np.ndarray]]
-    enqueued: float = field(default_factory=time.monotonic)
+    __slots__ = ("image", "mix", "future", "enqueued", "deadline", "timeout", "size", "queued")
 
-    @property
-    def size(self) -> int:
-        return int(self.image.shape[0])
+    def __init__(self, image: np.ndarray, mix: np.ndarray,
+                 future: asyncio.Future[dict[str, np.ndarray]], enqueued: float,
+                 deadline: float, timeout: float) -> None:
+        self.image = image
+        self.mix = mix
+        self.future = future
+        self.enqueued = enqueued  # time.monotonic(), for the queue-duration metric
+        self.deadline = deadline  # loop.time()
+        self.timeout = timeout
+        self.size = int(image.shape[0])
+        self.queued = True
 
 
 class DynamicBatcher:
@@ -68,25 +79,33 @@ class DynamicBatcher:
         self._on_dequeue = on_dequeue or (lambda s: None)
         self._queue: deque[_Request] = deque()
         self._queued_inputs = 0
-        self._wakeup = asyncio.Event()
+        # Requests not yet answered, in submission order (deadlines non-decreasing): the one
+        # timer below fires at the first deadline; requests whose deadline comes before the
+        # last one's (a shorter timeout) get a timer of their own.
+        self._pending: deque[_Request] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the loop sleeping for work
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._loop_obj: asyncio.AbstractEventLoop | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._loop(), name=f"batcher-{self.name}"
-            )
+            self._loop_obj = asyncio.get_running_loop()
+            self._task = self._loop_obj.create_task(self._loop(), name=f"batcher-{self.name}")
 
     async def close(self) -> None:
         """Refuse new requests, finish the queued ones, stop."""
         self._closing = True
-        self._wakeup.set()
+        self._wake()
         if self._task is not None:
             await self._task
             self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._executor.shutdown(wait=True)
 
     @property
@@ -97,7 +116,8 @@ class DynamicBatcher:
     async def submit(
         self, image: np.ndarray, mix: np.ndarray, timeout: float
     ) -> dict[str, np.ndarray]:
-        if self._closing or self._task is None:
+        loop = self._loop_obj
+        if self._closing or self._task is None or loop is None:
             raise NotReady(f"model {self.name} is shutting down")
         n = int(image.shape[0])
         if self._queued_inputs + n > self.max_queue_size:
@@ -106,49 +126,88 @@ class DynamicBatcher:
                 f"inputs waiting); retry later",
                 retry_after_s=self.retry_after_s,
             )
-        loop = asyncio.get_running_loop()
-        request = _Request(image=image, mix=mix, future=loop.create_future())
+        request = _Request(image, mix, loop.create_future(), time.monotonic(),
+                           loop.time() + timeout, timeout)
         self._queue.append(request)
         self._queued_inputs += n
         self._on_queue_depth(self._queued_inputs)
-        self._wakeup.set()
+        self._watch(request, loop)
+        self._wake()
         try:
-            return await asyncio.wait_for(asyncio.shield(request.future), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
-            self._forget(request)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise InferenceTimeout(
-                f"model {self.name}: no answer within the request timeout of {timeout:g} s"
-            ) from None
+            return await request.future
+        except asyncio.CancelledError:
+            self._forget(request)  # the client went away: drop it if still queued
+            raise
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _watch(self, request: _Request, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._pending
+        if pending and request.deadline < pending[-1].deadline:
+            loop.call_at(request.deadline, self._expire, request)  # out of order: its own timer
+            return
+        pending.append(request)
+        if self._timer is None:
+            self._timer = loop.call_at(request.deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = self._loop_obj
+        assert loop is not None
+        now = loop.time()
+        pending = self._pending
+        while pending and (pending[0].future.done() or pending[0].deadline <= now):
+            self._expire(pending.popleft())
+        if pending:
+            self._timer = loop.call_at(pending[0].deadline, self._on_timer)
+
+    def _expire(self, request: _Request) -> None:
+        """Deadline reached: answer the request with a timeout; drop it if still queued."""
+        if request.future.done():
+            return
+        request.future.set_exception(InferenceTimeout(
+            f"model {self.name}: no answer within the request timeout of {request.timeout:g} s"
+        ))
+        self._unqueue(request)
 
     def _forget(self, request: _Request) -> None:
-        """Drop a timed-out request from the queue if it is still there."""
+        """A cancelled request: remove it from the queue if it is still there."""
         request.future.cancel()  # its result, if any, is no longer wanted
-        try:
-            self._queue.remove(request)
-        except ValueError:
+        self._unqueue(request)
+
+    def _unqueue(self, request: _Request) -> None:
+        if not request.queued:
             return  # already taken into a batch; its result will be dropped
+        request.queued = False
+        self._queue.remove(request)
         self._queued_inputs -= request.size
         self._on_queue_depth(self._queued_inputs)
 
     # --- loop -----------------------------------------------------------------------------
-    async def _wait(self, timeout: float | None) -> None:
-        self._wakeup.clear()
-        if timeout is None:
-            await self._wakeup.wait()
-        else:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
+        """Until a request arrives (or close), at most ``timeout`` seconds."""
+        waiter = self._waiter = loop.create_future()
+        handle = None if timeout is None else loop.call_later(timeout, self._wake)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if handle is not None:
+                handle.cancel()
 
     def _take_batch(self) -> list[_Request]:
         batch: list[_Request] = []
         total = 0
-        while self._queue:
-            nxt = self._queue[0]
+        queue = self._queue
+        while queue:
+            nxt = queue[0]
             if batch and total + nxt.size > self.max_batch_size:
                 break
-            self._queue.popleft()
+            queue.popleft()
+            nxt.queued = False
             batch.append(nxt)
             total += nxt.size
         self._queued_inputs -= total
@@ -158,43 +217,58 @@ class DynamicBatcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not self._queue:
+            if not self._queue:
                 if self._closing:
                     return
-                await self._wait(None)
-            deadline = self._queue[0].enqueued + self.max_delay_s
-            while self._queued_inputs < self.max_batch_size and not self._closing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                await self._wait(remaining)
-                if not self._queue:
-                    break
-            if not self._queue:
+                await self._sleep(loop, None)
                 continue
+            if (self.max_delay_s > 0 and self._queued_inputs < self.max_batch_size
+                    and not self._closing):
+                remaining = self._queue[0].enqueued + self.max_delay_s - time.monotonic()
+                if remaining > 0:
+                    await self._sleep(loop, remaining)
+                    continue  # look again: full, deadline passed, or more to wait
             batch = self._take_batch()
             now = time.monotonic()
+            live = []
             for req in batch:
                 self._on_dequeue(now - req.enqueued)
-            live = [r for r in batch if not r.future.done()]
-            if not live:
-                continue
-            try:
-                if len(live) == 1:
-                    image, mix = live[0].image, live[0].mix
-                else:
-                    image = np.concatenate([r.image for r in live], axis=0)
-                    mix = np.concatenate([r.mix for r in live], axis=0)
-                out = await loop.run_in_executor(self._executor, self.runner, image, mix)
-            except Exception as exc:  # noqa: BLE001 - every failure goes to the waiting requests
-                log.exception("inference failed for model %s", self.name)
-                for req in live:
-                    if not req.future.done():
-                        req.future.set_exception(InferenceFailed(f"inference failed: {exc}"))
-                continue
-            offset = 0
-            for req in live:
-                rows = slice(offset, offset + req.size)
-                offset += req.size
                 if not req.future.done():
-                    req.future.set_result({k: v[rows] for k, v in out.items()})
+                    live.append(req)
+            if live:
+                await self._run(loop, live)
+            self._prune()
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, live: list[_Request]) -> None:
+        try:
+            if len(live) == 1:
+                image, mix = live[0].image, live[0].mix
+            else:
+                image = np.concatenate([r.image for r in live], axis=0)
+                mix = np.concatenate([r.mix for r in live], axis=0)
+            out = await loop.run_in_executor(self._executor, self.runner, image, mix)
+        except Exception as exc:  # noqa: BLE001 - every failure goes to the waiting requests
+            log.exception("inference failed for model %s", self.name)
+            for req in live:
+                if not req.future.done():
+                    # The details (ORT's message, paths) go to the log above, not to clients.
+                    req.future.set_exception(InferenceFailed(
+                        f"inference failed in model {self.name} ({type(exc).__name__}); "
+                        "the server log has the details"))
+            return
+        if len(live) == 1:
+            if not live[0].future.done():
+                live[0].future.set_result(out)
+            return
+        offset = 0
+        for req in live:
+            end = offset + req.size
+            if not req.future.done():
+                req.future.set_result({k: v[offset:end] for k, v in out.items()})
+            offset = end
+
+    def _prune(self) -> None:
+        """Forget answered requests at the front of the deadline list (it stays short)."""
+        pending = self._pending
+        while pending and pending[0].future.done():
+            pending.popleft()

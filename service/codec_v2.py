@@ -18,14 +18,16 @@ Request bodies may be gzip/deflate compressed (``Content-Encoding``), within the
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from service import jsonbody
 from service.errors import BadInput, TooLarge, UnsupportedMediaType
-from service.images import pixels_to_array
+from service.images import json_numbers
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -89,18 +91,56 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return out
 
 
-def _shape(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
-    ):
+def as_int(value: Any) -> int | None:
+    """An integer as JSON Schema reads one (``3`` or ``3.0``, not ``true``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+class _Inexact(Exception):
+    """An integer field holds a float of 2**63 or more: maybe an integer orjson rounded."""
+
+
+def _check_exact(values: Any, exact: bool) -> None:
+    if not exact and any(isinstance(v, float) and abs(v) >= 2.0**63 for v in values):
+        raise _Inexact
+
+
+def _shape(value: Any, where: str, exact: bool = True) -> tuple[int, ...]:
+    if isinstance(value, list):
+        _check_exact(value, exact)
+    dims = [as_int(d) for d in value] if isinstance(value, list) else [None]
+    if not all(d is not None and d >= 0 for d in dims):
         raise BadInput(f"{where}: 'shape' must be a list of non-negative integers")
-    return tuple(value)
+    return tuple(dims)  # type: ignore[arg-type]
 
 
 def _flag(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise BadInput(f"{where} must be true or false")
     return value
+
+
+def _object(container: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """``container[key]`` when it is an object, ``{}`` when absent; 400 for anything else
+    (``null`` included: the schema says object)."""
+    if key not in container:
+        return {}
+    value = container[key]
+    if not isinstance(value, dict):
+        raise BadInput(f"{where} must be an object")
+    return value
+
+
+def _non_negative_int(value: Any, exact: bool = True) -> int | None:
+    _check_exact((value,), exact)
+    n = as_int(value)
+    return n if n is not None and n >= 0 else None
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
@@ -117,17 +157,19 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         head, binary = body[:json_len], memoryview(body)[json_len:]
     else:
         head, binary = body, memoryview(b"")
+    hint = "" if header_length else f" (binary tensors need the {HEADER_LENGTH} header)"
+    req, exact = jsonbody.loads_fast(head, "request body", hint)
     try:
-        req = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        hint = "" if header_length else f" (binary tensors need the {HEADER_LENGTH} header)"
-        raise BadInput(f"request body is not valid JSON: {exc}{hint}") from None
+        return _parse(req, binary, exact)
+    except _Inexact:  # an integer beyond 64 bits in a shape or size: parse it exactly
+        return _parse(jsonbody.loads(head, "request body", hint), binary, True)
+
+
+def _parse(req: Any, binary: memoryview, exact: bool) -> InferRequest:
     if not isinstance(req, dict):
         raise BadInput("request body must be a JSON object with an 'inputs' list")
 
-    params = req.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise BadInput("'parameters' must be an object")
+    params = _object(req, "parameters", "'parameters'")
     binary_output = _flag(params.get("binary_data_output", False), "parameters.binary_data_output")
 
     raw_inputs = req.get("inputs")
@@ -149,19 +191,17 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         datatype = tensor.get("datatype")
         if datatype not in KNOWN_DATATYPES:
             raise BadInput(f"{where}: unknown datatype {datatype!r}")
-        shape = _shape(tensor.get("shape"), where)
-        tparams = tensor.get("parameters") or {}
-        if not isinstance(tparams, dict):
-            raise BadInput(f"{where}: 'parameters' must be an object")
+        shape = _shape(tensor.get("shape"), where, exact)
+        tparams = _object(tensor, "parameters", f"{where}: 'parameters'")
         if any(k.startswith("shared_memory") for k in tparams):
             raise BadInput(f"{where}: shared memory is not supported by this server")
         if datatype in ("BYTES", "BF16"):
             raise BadInput(f"{where}: datatype {datatype} is not supported by this model")
         dtype = DTYPES[datatype]
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        size = tparams.get("binary_data_size")
-        if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        count = math.prod(shape)  # Python ints: no overflow whatever the client claims
+        if "binary_data_size" in tparams:
+            size = _non_negative_int(tparams["binary_data_size"], exact)
+            if size is None:
                 raise BadInput(f"{where}: binary_data_size must be a non-negative integer")
             if "data" in tensor:
                 raise BadInput(f"{where}: has both 'data' and binary_data_size")
@@ -180,10 +220,15 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         else:
             if "data" not in tensor:
                 raise BadInput(f"{where}: needs 'data' (or binary_data_size with binary data)")
-            arr = pixels_to_array(tensor["data"], f"{where} data")
+            arr = json_numbers(tensor["data"], f"{where} data")
             if arr.size != count:
                 raise BadInput(
                     f"{where}: 'data' has {arr.size} values but shape {list(shape)} needs {count}"
+                )
+            if arr.ndim > 1 and arr.shape != shape:
+                raise BadInput(
+                    f"{where}: 'data' is nested as {list(arr.shape)}; send it flat (row-major) "
+                    f"or nested as the shape {list(shape)}"
                 )
             arr = arr.reshape(shape)
         inputs[name] = arr
@@ -195,30 +240,28 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         )
 
     outputs: list[RequestedOutput] | None = None
-    raw_outputs = req.get("outputs")
-    if raw_outputs is not None:
+    if "outputs" in req:
+        raw_outputs = req["outputs"]
         if not isinstance(raw_outputs, list):
             raise BadInput("'outputs' must be a list")
         outputs = []
         for i, out in enumerate(raw_outputs):
             if not isinstance(out, dict) or not isinstance(out.get("name"), str):
                 raise BadInput(f"outputs[{i}] must be an object with a 'name'")
-            oparams = out.get("parameters") or {}
-            if not isinstance(oparams, dict):
-                raise BadInput(f"output {out['name']!r}: 'parameters' must be an object")
+            oparams = _object(out, "parameters", f"output {out['name']!r}: 'parameters'")
             if any(k.startswith("shared_memory") for k in oparams):
                 raise BadInput(f"output {out['name']!r}: shared memory is not supported by this server")
-            binary = oparams.get("binary_data")
-            if binary is not None:
-                binary = _flag(binary, f"output {out['name']!r}: binary_data")
-            k = oparams.get("classification", 0)
-            if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            binary = None
+            if "binary_data" in oparams:
+                binary = _flag(oparams["binary_data"], f"output {out['name']!r}: binary_data")
+            k = _non_negative_int(oparams.get("classification", 0), exact)
+            if k is None:
                 raise BadInput(f"output {out['name']!r}: classification must be a non-negative integer")
             outputs.append(RequestedOutput(out["name"], binary, k))
 
     req_id = req.get("id")
-    if req_id is not None and not isinstance(req_id, str):
-        req_id = str(req_id)
+    if "id" in req and not isinstance(req_id, str):
+        raise BadInput("'id' must be a string")
     return InferRequest(req_id, inputs, datatypes, outputs, binary_output, params)
 
 
@@ -234,6 +277,17 @@ def classify_strings(values: np.ndarray, k: int, labels: list[str] | None) -> np
             label = f":{labels[idx]}" if labels is not None else ""
             out[row, j] = f"{values[row, idx]:f}:{idx}{label}".encode()
     return out
+
+
+def _dump_head(head: dict[str, Any]) -> bytes:
+    """Compact JSON: orjson when installed (non-ASCII as UTF-8, not ``\\u`` escapes), else the
+    stdlib (also for what orjson refuses, such as integers beyond 64 bits)."""
+    if jsonbody.orjson is not None:
+        try:
+            return jsonbody.orjson.dumps(head)
+        except TypeError:
+            pass
+    return json.dumps(head, separators=(",", ":")).encode()
 
 
 def _bytes_tensor(arr: np.ndarray) -> bytes:
@@ -279,7 +333,7 @@ def encode_infer_response(
             entry["data"] = tensor.data.ravel().tolist()
         entries.append(entry)
     head["outputs"] = entries
-    header = json.dumps(head, separators=(",", ":")).encode()
+    header = _dump_head(head)
     if not blobs:
         return header, {"Content-Type": "application/json"}
     return header + b"".join(blobs), {

@@ -3,22 +3,36 @@
 Every error answer has the Open Inference Protocol shape ``{"error": "<message>"}``. Each
 error type carries its HTTP status and, for refused requests, the ``reason`` label of
 ``awnet_refused_requests_total``.
+
+Besides the service's own errors (``ServiceError`` and subclasses):
+
+* a client that closes its connection before its request is read (``ClientDisconnect``) is
+  recorded as 499 (nginx's "client closed request"), logged at INFO: it is not a server
+  error and never counts in the 5xx share;
+* request validation (FastAPI) answers 400 like every other malformed input;
+* anything else is a 500 ``{"error": "internal server error"}`` (the request-context
+  middleware); no stack trace or file path ever goes into a body, only into the log.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 if TYPE_CHECKING:
     from service.metrics import Metrics
 
 log = logging.getLogger("service.errors")
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's convention: the client went away before the answer
 
 
 class ServiceError(Exception):
@@ -50,6 +64,20 @@ class TooLarge(ServiceError):
     """Body, image pixel count or batch above a limit (413)."""
 
     status = 413
+    reason = "too_large"
+
+
+class RequestTimeout(ServiceError):
+    """The client did not send its whole body within the body timeout (408)."""
+
+    status = 408
+    reason = "timeout"
+
+
+class HeadersTooLarge(ServiceError):
+    """Too many request headers, or too many bytes of them (431)."""
+
+    status = 431
     reason = "too_large"
 
 
@@ -98,8 +126,18 @@ class InferenceFailed(ServiceError):
     status = 500
 
 
+# An absolute path of two or more parts (``/opt/models/x/1/model.onnx``): shown by its last
+# part only, so no error body tells a client how the server's disk is laid out.
+_ABS_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)")
+
+
+def scrub(message: str) -> str:
+    """The message without absolute file paths (their last component stays)."""
+    return _ABS_PATH.sub(r"\1", message)
+
+
 def error_body(message: str) -> dict[str, Any]:
-    return {"error": message}
+    return {"error": scrub(message)}
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -108,6 +146,10 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     """Map every error to ``{"error": ...}`` and count refused requests by reason."""
+
+    def info_id(request: Request) -> str:
+        info = request.scope.get("awnet")
+        return info.request_id if info is not None else ""
 
     def labels(request: Request) -> tuple[str, str]:
         info = request.scope.get("awnet")
@@ -123,7 +165,10 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
             level = logging.INFO
         log.log(level, "request refused: %s", exc.message,
                 extra={"status": exc.status, "reason": exc.reason or ""})
-        return error_response(exc.status, exc.message, exc.headers)
+        message = exc.message
+        if exc.status == 500 and info_id(request):  # a server fault: the id finds its log
+            message = f"{message} (request id {info_id(request)})"
+        return error_response(exc.status, message, exc.headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -139,6 +184,13 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
+    async def on_client_disconnect(request: Request, exc: Exception) -> Response:
+        # Nobody is there to read it: the status is for the access log and the metrics.
+        log.info("client closed the connection before the request was read",
+                 extra={"status": CLIENT_CLOSED_REQUEST, "reason": "client_closed"})
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ClientDisconnect, on_client_disconnect)

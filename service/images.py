@@ -125,21 +125,55 @@ def _to_channels(img: Image.Image, channels: int) -> Image.Image:
     return img.convert("L" if channels == 1 else "RGB")
 
 
+def json_numbers(data: Any, what: str) -> np.ndarray:
+    """A JSON (nested) list of numbers -> float64 array of the same shape; 400 otherwise.
+
+    Strict like the API schema: booleans, strings and nulls are not numbers (numpy would turn
+    ``true`` into 1.0 and ``"0.5"`` into 0.5); ragged lists, nesting deeper than numpy's 64
+    dimensions and integers beyond the float range are refused too. Kept in float64 so that
+    range checks are exact (``check_pixels``); the model gets float32.
+    """
+    def bad(detail: str) -> BadInput:
+        return BadInput(f"{what}: must be a (nested) list of numbers with a regular shape ({detail})")
+
+    if not isinstance(data, list):
+        raise bad(f"got {type(data).__name__}")
+    pending = [data]
+    while pending:
+        items = pending.pop()
+        kinds = set(map(type, items))
+        if kinds <= _NUMBER_TYPES:
+            continue
+        if kinds == {list}:
+            pending.extend(items)
+            continue
+        other = sorted(k.__name__ for k in kinds - _NUMBER_TYPES - {list})
+        raise bad(f"found {', '.join(other) or 'numbers mixed with lists'}")
+    try:
+        return np.asarray(data, dtype=np.float64)
+    except OverflowError:
+        raise bad("an integer is too large for a float") from None
+    except (TypeError, ValueError) as exc:
+        raise bad(str(exc)) from None
+
+
+_NUMBER_TYPES = {int, float}
+
+
 def pixels_to_array(data: Any, what: str) -> np.ndarray:
     """A JSON (nested) list of numbers -> float32 array; 400 when it is not one."""
-    try:
-        arr = np.asarray(data, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise BadInput(
-            f"{what}: must be a (nested) list of numbers with a regular shape ({exc})"
-        ) from None
-    return arr
+    return json_numbers(data, what).astype(np.float32)
 
 
 def check_pixels(arr: np.ndarray, value_range: tuple[float, float], what: str) -> np.ndarray:
-    """Pixel policy: finite values in ``value_range`` (tiny float slack is clipped), else 400."""
+    """Pixel policy: finite values in ``value_range``, else 400.
+
+    float32 input (binary tensors, decoded images) may lie ``RANGE_SLACK`` outside the range
+    (float rounding) and is clipped; float64 input (JSON numbers, as the schema states the
+    range) must lie inside it exactly. Returns float32.
+    """
     if arr.size == 0:
-        return arr
+        return arr.astype(np.float32, copy=False)
     finite = np.isfinite(arr)
     if not finite.all():
         n_nan = int(np.isnan(arr).sum())
@@ -149,12 +183,13 @@ def check_pixels(arr: np.ndarray, value_range: tuple[float, float], what: str) -
             f"finite numbers in [{value_range[0]:g}, {value_range[1]:g}]"
         )
     lo, hi = value_range
+    slack = 0.0 if arr.dtype == np.float64 else RANGE_SLACK
     vmin, vmax = float(arr.min()), float(arr.max())
-    if vmin < lo - RANGE_SLACK or vmax > hi + RANGE_SLACK:
+    if vmin < lo - slack or vmax > hi + slack:
         raise BadInput(
             f"{what} has values outside [{lo:g}, {hi:g}] (min {vmin:g}, max {vmax:g}); "
             f"scale pixels to [{lo:g}, {hi:g}] first (e.g. divide 8-bit values by 255)"
         )
     if vmin < lo or vmax > hi:
         arr = np.clip(arr, lo, hi)
-    return arr
+    return arr.astype(np.float32, copy=False)

@@ -8,20 +8,26 @@ header, writes one access-log line and records the request metrics.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import itertools
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+from starlette.requests import ClientDisconnect
+
+from service.errors import CLIENT_CLOSED_REQUEST, HeadersTooLarge, error_response
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from service.deps import FastLane
     from service.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -37,14 +43,48 @@ access_log = logging.getLogger("service.access")
 log = logging.getLogger("service")
 
 
+# Request ids made here: a random per-process prefix and a counter (32 hex digits like a
+# UUID, unique across processes, no system call per request).
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count(1)
+
+
+def _new_prefix() -> None:  # a forked worker gets its own
+    global _ID_PREFIX
+    _ID_PREFIX = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_new_prefix)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """``2024-01-31T12:00:00.123Z`` (UTC); the part up to the second is formatted once a second."""
+    global _ts_cache
+    second = int(created)
+    if _ts_cache[0] != second:
+        _ts_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_ts_cache[1]}.{int((created - second) * 1000):03d}Z"
+
+
+# One encoder for every line (json.dumps with options builds a new one per call). The stdlib
+# encoder, not orjson: it writes `"key": "value"` with the spaces that log readers grep for.
+_encoder = json.JSONEncoder(default=str, ensure_ascii=False)
+_dumps = _encoder.encode
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
-                timespec="milliseconds"
-            ).replace("+00:00", "Z"),
+            "ts": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -57,7 +97,7 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        return _dumps(payload)
 
 
 class TextFormatter(logging.Formatter):
@@ -70,9 +110,56 @@ class TextFormatter(logging.Formatter):
         return f"{text} [request_id={request_id}]" if request_id else text
 
 
+class LoopStreamHandler(logging.StreamHandler):
+    """A stream handler that writes the lines logged during one event-loop iteration in one
+    system call, at the end of that iteration (under load, many access-log lines a write
+    instead of one each). Records from other threads, or with no running loop, are written
+    at once, as by ``logging.StreamHandler``; ``flush()`` (at exit: ``logging.shutdown``)
+    writes whatever is pending."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # noqa: BLE001 - as logging.StreamHandler does
+            self.handleError(record)
+            return
+        loop = asyncio._get_running_loop()
+        with self.lock:  # type: ignore[union-attr]
+            if loop is None:
+                self._write(line)
+                return
+            self._pending.append(line)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def _write(self, data: str) -> None:
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or broken stream: as StreamHandler does
+            self.handleError(logging.LogRecord("service", logging.ERROR, "", 0, data, None,
+                                               None))
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._scheduled = False
+            if self._pending:
+                data, self._pending = "".join(self._pending), []
+                self._write(data)
+            elif self.stream and hasattr(self.stream, "flush"):
+                self.stream.flush()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Send every log (ours, uvicorn's, onnxruntime's Python side) to stderr in one format."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LoopStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -85,6 +172,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         lg.propagate = True
     # Our middleware writes the access log (with request id, model, status, duration).
     logging.getLogger("uvicorn.access").disabled = True
+    # No formatter here shows the process name: skip looking it up for every record.
+    logging.logMultiprocessing = False
 
 
 @dataclass
@@ -99,9 +188,24 @@ class RequestInfo:
 class RequestContextMiddleware:
     """Request id, access log and request metrics (pure ASGI, so it wraps streaming too)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_headers: int = 100,
+                 max_header_bytes: int = 16 * 1024, fast_lane: FastLane | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
+        self.fast_lane = fast_lane  # the inference routes, dispatched directly (deps.FastLane)
+
+    def _headers_refusal(self, headers: list[tuple[bytes, bytes]]) -> HeadersTooLarge | None:
+        """uvicorn bounds only a head that arrives in pieces (16 KiB); this bounds any head."""
+        if len(headers) > self.max_headers:
+            return HeadersTooLarge(f"{len(headers)} request headers, above the limit of "
+                                   f"{self.max_headers} (AWNET_MAX_HEADERS)")
+        size = sum(len(k) + len(v) + 4 for k, v in headers)
+        if size > self.max_header_bytes:
+            return HeadersTooLarge(f"request headers are {size} bytes, above the limit of "
+                                   f"{self.max_header_bytes} (AWNET_MAX_HEADER_BYTES)")
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,7 +216,7 @@ class RequestContextMiddleware:
             if key == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID_OK.match(incoming) else new_request_id()
         info = RequestInfo(request_id=request_id)
         scope["awnet"] = info
         token = request_id_var.set(request_id)
@@ -131,7 +235,18 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            refusal = self._headers_refusal(scope.get("headers", []))
+            if refusal is not None:
+                self.metrics.refused("", "", "too_large")
+                log.info("request refused: %s", refusal.message, extra={"status": refusal.status})
+                await error_response(refusal.status, refusal.message)(scope, receive, send_with_id)
+            elif self.fast_lane is not None and (hit := self.fast_lane.match(scope)):
+                await self.fast_lane.handle(hit, scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # normally answered by service.errors; this is the backstop
+            status = CLIENT_CLOSED_REQUEST
+            log.info("client closed the connection before the request was read")
         except Exception:
             log.exception("unhandled error")
             status = 500

@@ -8,7 +8,9 @@ requests not tied to a known model use ``model=""``, ``version=""``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -44,12 +46,59 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 disable_created_metrics()
 
 
+class ModelSeries:
+    """The per-request series of one model version, looked up once (``labels()`` takes a
+    lock and builds its key on every call: a few microseconds a request on the hot path)."""
+
+    __slots__ = ("inflight", "router_score", "clean", "adversarial", "_bounds", "_buckets",
+                 "_sum")
+
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self.inflight = metrics.inflight.labels(model, version)
+        self.router_score = metrics.router_score.labels(model, version)
+        self.clean = metrics.inputs.labels(model, version, "clean")
+        self.adversarial = metrics.inputs.labels(model, version, "adversarial")
+        # The histogram's own per-bucket values, for many observations in one step; None
+        # when prometheus_client keeps them otherwise (then observe() one by one).
+        hist: Any = self.router_score
+        buckets, total = getattr(hist, "_buckets", None), getattr(hist, "_sum", None)
+        bounds = getattr(hist, "_upper_bounds", None)
+        ok = (buckets is not None and total is not None and bounds is not None
+              and len(buckets) == len(bounds) and bounds[-1] == float("inf"))
+        self._bounds = np.asarray(bounds, dtype=np.float64) if ok else None
+        self._buckets = buckets if ok else None
+        self._sum = total if ok else None
+
+    def observe_router(self, p_adv: np.ndarray, adversarial: np.ndarray) -> None:
+        """One router score per input, and the verdict counts."""
+        n = int(p_adv.shape[0])
+        if n == 1 or self._bounds is None:
+            for p in p_adv.tolist():
+                self.router_score.observe(p)
+        elif n:
+            # observe() puts a value in the first bucket whose upper bound is >= it.
+            values = p_adv.astype(np.float64, copy=False)
+            counts = np.bincount(np.searchsorted(self._bounds, values, side="left"),
+                                 minlength=len(self._bounds))
+            assert self._buckets is not None and self._sum is not None
+            for i in np.flatnonzero(counts).tolist():
+                self._buckets[i].inc(float(counts[i]))
+            self._sum.inc(float(values.sum()))
+        n_adv = int(np.count_nonzero(adversarial))
+        if n_adv:
+            self.adversarial.inc(n_adv)
+        if n - n_adv:
+            self.clean.inc(n - n_adv)
+
+
 class Metrics:
     """All collectors of one app."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._series: dict[tuple[str, str], ModelSeries] = {}
+        self._request_series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         # Standard process_* and python_* series, scoped to this registry.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -123,12 +172,34 @@ class Metrics:
     def set_ready(self, model: str, version: str, ready: bool) -> None:
         self.model_ready.labels(model, version).set(1 if ready else 0)
 
+    def series(self, model: str, version: str) -> ModelSeries:
+        """The cached per-request series of a model version."""
+        found = self._series.get((model, version))
+        if found is None:
+            found = self._series[(model, version)] = ModelSeries(self, model, version)
+        return found
+
+    def forget(self, model: str, version: str) -> None:
+        """Drop the cached children of a model version (call it after removing its series)."""
+        self._series.pop((model, version), None)
+        for key in [k for k in self._request_series if k[:2] == (model, version)]:
+            del self._request_series[key]
+
     # --- requests ------------------------------------------------------------------------
     def observe_request(
         self, model: str, version: str, endpoint: str, status: int, seconds: float
     ) -> None:
-        self.requests.labels(model, version, endpoint, str(status)).inc()
-        self.request_duration.labels(model, version, endpoint).observe(seconds)
+        key = (model, version, endpoint, status)
+        children = self._request_series.get(key)
+        if children is None:
+            if len(self._request_series) > 10_000:  # bounded whatever the labels are
+                self._request_series.clear()
+            children = self._request_series[key] = (
+                self.requests.labels(model, version, endpoint, str(status)),
+                self.request_duration.labels(model, version, endpoint),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def refused(self, model: str, version: str, reason: str) -> None:
         self.refused_requests.labels(model, version, reason).inc()
@@ -136,15 +207,11 @@ class Metrics:
     def observe_router(
         self, model: str, version: str, p_adv: Iterable[float], adversarial: Iterable[bool]
     ) -> None:
-        hist = self.router_score.labels(model, version)
-        for p in p_adv:
-            hist.observe(float(p))
-        flags = list(adversarial)
-        n_adv = sum(1 for a in flags if a)
-        if n_adv:
-            self.inputs.labels(model, version, "adversarial").inc(n_adv)
-        if len(flags) - n_adv:
-            self.inputs.labels(model, version, "clean").inc(len(flags) - n_adv)
+        self.series(model, version).observe_router(
+            np.asarray(list(p_adv) if not isinstance(p_adv, np.ndarray) else p_adv,
+                       dtype=np.float64).reshape(-1),
+            np.asarray(list(adversarial) if not isinstance(adversarial, np.ndarray)
+                       else adversarial, dtype=bool).reshape(-1))
 
     # --- exposition ----------------------------------------------------------------------
     def render(self) -> bytes:

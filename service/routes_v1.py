@@ -19,21 +19,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
+import re
 from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from service import jsonbody
 from service.dataplane import parse_mode
 from service.deps import get_state, lookup_model, read_body, require_api_key
 from service.errors import BadInput, UnsupportedMediaType
-from service.images import CONTENT_TYPES, check_pixels, decode_image, pixels_to_array
+from service.images import CONTENT_TYPES, check_pixels, decode_image, json_numbers
 from service.repository import ModelVersion
+from service.schemas import ClassifyResponse, ModelList, ModelVersions, errors
 
 router = APIRouter(prefix="/v1", tags=["v1: simple API"])
 
@@ -41,74 +43,31 @@ OFFLOAD_BYTES = 64 * 1024  # decode bodies larger than this in a worker thread
 
 
 class ClassifyJSON(BaseModel):
-    """JSON body of /classify: exactly one of ``image_b64`` and ``pixels``."""
+    """JSON body of /classify: exactly one of ``image_b64`` and ``pixels`` (its schema, with
+    the served models' pixel shapes, is ``ClassifyRequest`` in service.openapi). Strict: no
+    type coercion (``"5"`` is not a top_k), as the schema says."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     image_b64: str | None = Field(None, description="An image file (PNG/JPEG/WebP/BMP), base64.")
     pixels: list[Any] | None = Field(
         None, description="Pixel values in [0, 1]: [H, W], [C, H, W] or [1, C, H, W]."
     )
     mode: Literal["auto", "clean", "robust"] | None = Field(None, description="Routing mode.")
-    top_k: int | None = Field(None, ge=1, description="How many classes to return.")
+    top_k: int | float | None = Field(None, ge=1, description="How many classes to return.")
+
+    @field_validator("top_k")
+    @classmethod
+    def _integral(cls, value: int | float | None) -> int | None:
+        if isinstance(value, float):  # 3.0 is an integer in JSON Schema; 3.5 is not
+            if not value.is_integer():
+                raise ValueError("top_k must be an integer")
+            return int(value)
+        return value
 
 
-class ClassEntry(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-    class_: str = Field(alias="class")
-    index: int
-    probability: float
-
-
-class ClassifyResponse(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-    model: str
-    version: str
-    class_: str = Field(alias="class", description="Most probable class name.")
-    class_index: int
-    probability: float
-    top_k: list[ClassEntry]
-    p_adv: float = Field(description="Router's adversarial probability.")
-    mix: float = Field(description="Mix actually used (0 clean branch .. 1 robust branch).")
-    mode: Literal["auto", "clean", "robust"]
-    verdict: Literal["clean", "adversarial"] = Field(description="adversarial when p_adv >= threshold")
-    threshold: float
-
-
-class ErrorBody(BaseModel):
-    error: str
-
-
-ERRORS = {
-    400: {"model": ErrorBody, "description": "Malformed input"},
-    401: {"model": ErrorBody, "description": "Missing or wrong API key"},
-    404: {"model": ErrorBody, "description": "Unknown model or version"},
-    413: {"model": ErrorBody, "description": "Body, image or batch too large"},
-    415: {"model": ErrorBody, "description": "Unsupported content type or image format"},
-    503: {"model": ErrorBody, "description": "Not ready, or queue full (Retry-After)"},
-    504: {"model": ErrorBody, "description": "Request timeout"},
-}
-
-CLASSIFY_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": {
-                "type": "object",
-                "properties": {
-                    "file": {"type": "string", "format": "binary"},
-                    "mode": {"type": "string", "enum": ["auto", "clean", "robust"]},
-                    "top_k": {"type": "integer", "minimum": 1},
-                },
-                "required": ["file"],
-            }},
-            "application/json": {"schema": ClassifyJSON.model_json_schema()},
-            **{ct: {"schema": {"type": "string", "format": "binary"}}
-               for ct in ("image/png", "image/jpeg", "image/webp", "image/bmp",
-                          "application/octet-stream")},
-        },
-    }
-}
+ERRORS = errors(400, 401, 404, 408, 413, 415, 500, 503, 504)
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def model_entry(mv: ModelVersion) -> dict[str, Any]:
@@ -128,14 +87,16 @@ def model_entry(mv: ModelVersion) -> dict[str, Any]:
     }
 
 
-@router.get("/models", summary="List model versions with their state and manifest")
+@router.get("/models", summary="List model versions with their state and manifest",
+            response_model=None, responses={200: {"model": ModelList, "description": "OK"}})
 async def list_models(request: Request) -> dict[str, Any]:
     repo = get_state(request).repository
     return {"models": [model_entry(mv) for mv in sorted(
         repo.all_versions(), key=lambda m: (m.name, int(m.version)))]}
 
 
-@router.get("/models/{name}", summary="One model: its versions", responses=ERRORS)
+@router.get("/models/{name}", summary="One model: its versions", response_model=None,
+            responses={200: {"model": ModelVersions, "description": "OK"}, **errors(404)})
 async def get_model(request: Request, name: str) -> dict[str, Any]:
     repo = get_state(request).repository
     repo.find(name)
@@ -144,7 +105,7 @@ async def get_model(request: Request, name: str) -> dict[str, Any]:
 
 
 def _decode_pixels(data: Any, shape: tuple[int, int, int], value_range: tuple[float, float]) -> np.ndarray:
-    arr = pixels_to_array(data, "pixels")
+    arr = json_numbers(data, "pixels")
     c, h, w = shape
     if arr.ndim == 2 and c == 1:
         arr = arr[None]
@@ -200,21 +161,18 @@ async def _read_classify_body(
                 raise BadInput("multipart body needs the image in a file field named 'file'")
             data = await upload.read()
             raw_mode = form.get("mode")
-            mode = raw_mode if isinstance(raw_mode, str) else None
+            if raw_mode is not None:
+                mode = parse_mode(raw_mode if isinstance(raw_mode, str) else "(a file)")
             raw_k = form.get("top_k")
-            if isinstance(raw_k, str) and raw_k.strip():
-                try:
-                    top_k = int(raw_k)
-                except ValueError:
-                    raise BadInput(f"top_k must be an integer, got {raw_k!r}") from None
+            if raw_k is not None:
+                if not isinstance(raw_k, str) or not _DIGITS.fullmatch(raw_k):
+                    raise BadInput(f"top_k must be an integer, got {raw_k!r}")
+                top_k = int(raw_k) if len(raw_k) <= 18 else 10**18  # any k > K means all K
         finally:
             await form.close()
         return await image(data), mode, top_k
     if content_type == "application/json":
-        try:
-            payload = await run(json.loads, body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadInput(f"body is not valid JSON: {exc}") from None
+        payload = await run(jsonbody.loads, body, "body")
         try:
             req = ClassifyJSON.model_validate(payload)
         except ValidationError as exc:
@@ -248,15 +206,19 @@ async def _classify(
 ) -> JSONResponse:
     state = get_state(request)
     mv = lookup_model(request, name, version, ready=True)
-    with state.metrics.inflight.labels(mv.name, mv.version).track_inprogress():
+    with state.metrics.series(mv.name, mv.version).inflight.track_inprogress():
         pixels, body_mode, body_k = await _read_classify_body(request, mv)
-        chosen_mode = parse_mode(body_mode if body_mode is not None else mode)
+        query_mode = parse_mode(mode)  # checked even when the body's mode wins
+        chosen_mode = parse_mode(body_mode) if body_mode is not None else query_mode
         k = body_k if body_k is not None else top_k
         result = await state.dataplane.classify(mv, pixels, mode=chosen_mode, top_k=k)
     return JSONResponse(result)
 
 
-QUERY_MODE = Query(None, description="auto (router), clean or robust; a body field wins.")
+# The enum is checked by parse_mode (one message for query, form and JSON).
+QUERY_MODE = Query(None, description="auto (router), clean or robust; a body field wins.",
+                   json_schema_extra={"enum": ["auto", "clean", "robust"]})
+Mode = str
 QUERY_TOP_K = Query(None, ge=1, description="Number of classes returned; a body field wins.")
 
 
@@ -265,11 +227,10 @@ QUERY_TOP_K = Query(None, ge=1, description="Number of classes returned; a body 
     summary="Classify one image through the adversarial router",
     response_model=ClassifyResponse,
     responses=ERRORS,
-    openapi_extra=CLASSIFY_BODY,
     dependencies=[Depends(require_api_key)],
 )
 async def classify(
-    request: Request, name: str, mode: str | None = QUERY_MODE, top_k: int | None = QUERY_TOP_K
+    request: Request, name: str, mode: Mode | None = QUERY_MODE, top_k: int | None = QUERY_TOP_K
 ) -> JSONResponse:
     return await _classify(request, name, None, mode, top_k)
 
@@ -279,11 +240,10 @@ async def classify(
     summary="Classify one image with a given model version",
     response_model=ClassifyResponse,
     responses=ERRORS,
-    openapi_extra=CLASSIFY_BODY,
     dependencies=[Depends(require_api_key)],
 )
 async def classify_version(
-    request: Request, name: str, version: str, mode: str | None = QUERY_MODE,
+    request: Request, name: str, version: str, mode: Mode | None = QUERY_MODE,
     top_k: int | None = QUERY_TOP_K,
 ) -> JSONResponse:
     return await _classify(request, name, version, mode, top_k)

@@ -7,7 +7,6 @@ protocol's ``{"error": "..."}`` shape; malformed input answers 400.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,12 +15,34 @@ from fastapi.responses import JSONResponse, Response
 from artifact_contract import INPUT_IMAGE, INPUT_MIX, OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
 from service.codec_v2 import HEADER_LENGTH, decompress, parse_infer_request
 from service.dataplane import OUTPUT_ADVERSARIAL, OUTPUT_PROBABILITIES
-from service.deps import SERVER_NAME, get_state, lookup_model, read_body, require_api_key
+from service.deps import (
+    SERVER_NAME,
+    DirectRoute,
+    get_state,
+    lookup_model,
+    read_body,
+    require_api_key,
+)
 from service.errors import BadInput, error_response
 from service.repository import ModelVersion
-from service.routes_v1 import ERRORS
+from service.schemas import (
+    InferenceResponse,
+    Liveness,
+    ModelConfig,
+    ModelMetadata,
+    ModelReadiness,
+    Readiness,
+    ServerMetadata,
+    errors,
+)
 
 router = APIRouter(prefix="/v2", tags=["v2: Open Inference Protocol"])
+
+INFER_ERRORS = errors(400, 401, 404, 408, 413, 415, 500, 503, 504)
+
+
+def ok(model: type, description: str = "OK") -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model, "description": description}}
 
 OFFLOAD_BYTES = 64 * 1024  # parse bodies larger than this in a worker thread
 
@@ -60,6 +81,7 @@ def model_metadata(request: Request, mv: ModelVersion) -> dict[str, Any]:
         "version": mv.version,
         "state": mv.state,
         "reason": mv.reason or None,
+        "probes": mv.probe_status if art is not None else None,
         "provider": mv.provider,
         "kind": art.kind if art is not None else None,
         "threshold": mv.threshold if art is not None else None,
@@ -68,19 +90,19 @@ def model_metadata(request: Request, mv: ModelVersion) -> dict[str, Any]:
 
 
 # --- server ----------------------------------------------------------------------------------
-@router.get("", summary="Server metadata")
+@router.get("", summary="Server metadata", response_model=None, responses=ok(ServerMetadata))
 async def server_metadata(request: Request) -> dict[str, Any]:
     state = get_state(request)
     return {"name": SERVER_NAME, "version": state.version, "extensions": state.extensions}
 
 
-@router.get("/health/live", summary="Liveness")
+@router.get("/health/live", summary="Liveness", response_model=None, responses=ok(Liveness))
 async def live() -> dict[str, bool]:
     return {"live": True}
 
 
 @router.get("/health/ready", summary="Readiness (503 while loading, failed or shutting down)",
-            responses={503: ERRORS[503]})
+            response_model=None, responses={**ok(Readiness), **errors(503)})
 async def ready(request: Request) -> Response:
     state = get_state(request)
     if not state.ready:
@@ -89,33 +111,35 @@ async def ready(request: Request) -> Response:
 
 
 # --- models ----------------------------------------------------------------------------------
-@router.get("/models/{name}", summary="Model metadata (latest ready version)", responses=ERRORS)
+@router.get("/models/{name}", summary="Model metadata (latest ready version)",
+            response_model=None, responses={**ok(ModelMetadata), **errors(404)})
 async def metadata(request: Request, name: str) -> dict[str, Any]:
     return model_metadata(request, lookup_model(request, name, None, ready=False))
 
 
 @router.get("/models/{name}/versions/{version}", summary="Model version metadata",
-            responses=ERRORS)
+            response_model=None, responses={**ok(ModelMetadata), **errors(404)})
 async def metadata_version(request: Request, name: str, version: str) -> dict[str, Any]:
     return model_metadata(request, lookup_model(request, name, version, ready=False))
 
 
 def _ready_answer(request: Request, mv: ModelVersion) -> Response:
-    if mv.ready and not get_state(request).draining:
+    if mv.serving and not get_state(request).draining:
         return JSONResponse({"name": mv.name, "version": mv.version, "ready": True})
     why = mv.reason or mv.state.lower()
-    if mv.ready:
+    if mv.serving:
         why = "server is shutting down"
     return error_response(503, f"model {mv.name} version {mv.version} is not ready: {why}")
 
 
-@router.get("/models/{name}/ready", summary="Model readiness", responses=ERRORS)
+@router.get("/models/{name}/ready", summary="Model readiness", response_model=None,
+            responses={**ok(ModelReadiness), **errors(404, 503)})
 async def model_ready(request: Request, name: str) -> Response:
     return _ready_answer(request, lookup_model(request, name, None, ready=False))
 
 
 @router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness",
-            responses=ERRORS)
+            response_model=None, responses={**ok(ModelReadiness), **errors(404, 503)})
 async def model_version_ready(request: Request, name: str, version: str) -> Response:
     return _ready_answer(request, lookup_model(request, name, version, ready=False))
 
@@ -147,40 +171,25 @@ def _config(mv: ModelVersion, request: Request) -> dict[str, Any]:
 
 
 @router.get("/models/{name}/config", summary="Triton-style model configuration",
-            responses=ERRORS)
+            response_model=None, responses={**ok(ModelConfig), **errors(404)})
 async def config(request: Request, name: str) -> dict[str, Any]:
     return _config(lookup_model(request, name, None, ready=False), request)
 
 
 @router.get("/models/{name}/versions/{version}/config", summary="Triton-style model configuration",
-            responses=ERRORS)
+            response_model=None, responses={**ok(ModelConfig), **errors(404)})
 async def config_version(request: Request, name: str, version: str) -> dict[str, Any]:
     return _config(lookup_model(request, name, version, ready=False), request)
 
 
 # --- inference ---------------------------------------------------------------------------------
-INFER_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "A KServe v2 inference request (JSON), or with the binary tensor "
-        f"extension: the JSON header ({HEADER_LENGTH} bytes) followed by raw tensors.",
-        "content": {
-            "application/json": {"schema": {"type": "object", "example": {
-                "inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
-                            "data": [0.0] * 4}],
-                "outputs": [{"name": "probabilities"}, {"name": "p_adv"}],
-            }}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
-
-
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     state = get_state(request)
     s = state.settings
     mv = lookup_model(request, name, version, ready=True)
-    with state.metrics.inflight.labels(mv.name, mv.version).track_inprogress():
+    inflight = state.metrics.series(mv.name, mv.version).inflight
+    inflight.inc()
+    try:
         body = await read_body(request, s.max_body_bytes)
         body = decompress(body, request.headers.get("content-encoding"), s.max_body_bytes)
         if not body:
@@ -191,46 +200,29 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         else:
             req = parse_infer_request(body, header)
         content, headers = await state.dataplane.infer_v2(mv, req)
+    finally:
+        inflight.dec()
     return Response(content=content, headers=headers, media_type=headers["Content-Type"])
 
 
-@router.post("/models/{name}/infer", summary="Inference (latest ready version)",
-             responses=ERRORS, openapi_extra=INFER_BODY, dependencies=[Depends(require_api_key)])
 async def infer(request: Request, name: str) -> Response:
     return await _infer(request, name, None)
 
 
-@router.post("/models/{name}/versions/{version}/infer", summary="Inference",
-             responses=ERRORS, openapi_extra=INFER_BODY, dependencies=[Depends(require_api_key)])
 async def infer_version(request: Request, name: str, version: str) -> Response:
     return await _infer(request, name, version)
 
 
-# --- repository (Triton extension) ---------------------------------------------------------------
-@router.post("/repository/index", summary="Model repository index (Triton extension)")
-async def repository_index(request: Request) -> list[dict[str, Any]]:
-    body = await read_body(request, 64 * 1024)
-    ready_only = False
-    if body.strip():
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadInput(f"body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise BadInput("body must be a JSON object, e.g. {\"ready\": true}")
-        ready_only = bool(payload.get("ready", False))
-    repo = get_state(request).repository
-    rows = []
-    for mv in sorted(repo.all_versions(), key=lambda m: (m.name, int(m.version))):
-        if ready_only and not mv.ready:
-            continue
-        rows.append({"name": mv.name, "version": mv.version, "state": mv.state,
-                     "reason": mv.reason})
-    return rows
+# The hot path: DirectRoute (service/deps.py) calls require_api_key, then the endpoint.
+for _path, _endpoint, _summary in (
+    ("/models/{name}/infer", infer, "Inference (latest ready version)"),
+    ("/models/{name}/versions/{version}/infer", infer_version, "Inference"),
+):
+    router.add_api_route(_path, _endpoint, methods=["POST"], summary=_summary,
+                         response_class=Response,
+                         responses={**ok(InferenceResponse), **INFER_ERRORS},
+                         dependencies=[Depends(require_api_key)],
+                         route_class_override=DirectRoute)
 
 
-@router.post("/repository/models/{name}/load", include_in_schema=False)
-@router.post("/repository/models/{name}/unload", include_in_schema=False)
-async def repository_control(name: str) -> Response:
-    return error_response(501, "explicit model control is not supported: models are loaded "
-                          "from the repository at start")
+# The repository extension (index, load, unload): service/routes_repository.py

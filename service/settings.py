@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address uvicorn binds to.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     keep_alive_s: int = Field(5, ge=1, le=3600, description="HTTP keep-alive timeout, seconds.")
+    http: Literal["httptools", "h11"] = Field(
+        "httptools", description="HTTP/1.1 parser of `python -m service`: httptools (C) or h11 "
+        "(pure Python; also the fallback when httptools is not installed)."
+    )
+    loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="Event loop of `python -m service`: uvloop (libuv) or asyncio's "
+        "(also the fallback when uvloop is not installed)."
+    )
 
     # --- models and runtime -------------------------------------------------------------
     model_repository: Path = Field(
@@ -56,21 +64,75 @@ class Settings(BaseSettings):
         description="ONNX Runtime execution providers in order of preference, comma-separated "
         "(full names or cpu, cuda, tensorrt).",
     )
-    intra_op_threads: int = Field(0, ge=0, le=1024, description="ORT intra-op threads (0 = ORT default).")
+    intra_op_threads: int = Field(
+        0, ge=0, le=1024, description="ORT intra-op threads (0 = the available cores but one, "
+        "which the event loop needs; at least 1)."
+    )
     inter_op_threads: int = Field(0, ge=0, le=1024, description="ORT inter-op threads (0 = ORT default).")
     ort_log_severity: int = Field(3, ge=0, le=4, description="ORT log severity (0 verbose .. 4 fatal).")
+    ort_allow_spinning: bool = Field(
+        False, description="Let ORT's intra-op threads spin-wait between calls (ORT's own "
+        "default; off here: on small machines the spinning takes the event loop's core)."
+    )
+    cuda_device_id: int = Field(0, ge=0, le=64, description="CUDA execution provider: GPU id.")
+    cuda_arena_extend_strategy: Literal["kSameAsRequested", "kNextPowerOfTwo"] = Field(
+        "kSameAsRequested", description="CUDA memory arena growth (kSameAsRequested: by what "
+        "a call asks, not by powers of two)."
+    )
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
+        "EXHAUSTIVE", description="cuDNN convolution algorithm search (EXHAUSTIVE: tried once "
+        "per input shape, during the warm-up)."
+    )
+    cuda_mem_limit_bytes: int = Field(0, ge=0, description="CUDA arena limit in bytes (0 = none).")
+    io_binding: bool = Field(True, description="On CUDA, run each call through IO binding.")
     warmup_runs: int = Field(1, ge=0, le=1000, description="Warm-up calls per batch shape before a model is ready.")
     threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="Router threshold for every model (default: the manifest's)."
     )
     default_top_k: int = Field(5, ge=1, le=1000, description="Top-k returned by /v1 classify when not asked.")
 
+    # --- model lifecycle (docs/lifecycle.md) ---------------------------------------------
+    model_control_mode: Literal["none", "poll", "explicit"] = Field(
+        "none", description="none: load the repository once at start; poll: re-read it every "
+        "AWNET_REPOSITORY_POLL_S; explicit: POST /v2/repository/models/{name}/load|unload."
+    )
+    repository_poll_s: float = Field(
+        15.0, ge=0.1, le=86_400.0, description="Seconds between repository scans (poll mode)."
+    )
+    version_policy: str = Field(
+        "all", description="Versions served per model: all, latest:N or specific:V1,V2 "
+        "(a manifest's version_policy overrides it for its model)."
+    )
+    probes_on_load: bool = Field(
+        True, description="Run a version's probe set before it takes traffic (a failure keeps "
+        "it UNAVAILABLE); versions without probes load with a warning."
+    )
+    canary_interval_s: float = Field(
+        0.0, ge=0.0, le=86_400.0, description="Re-run each ready version's probes every this "
+        "many seconds, only while it is idle (0 = canary off)."
+    )
+    unload_drain_s: float = Field(
+        30.0, ge=0.0, le=3600.0, description="Max seconds an unloading version waits for the "
+        "requests that already hold it."
+    )
+
     # --- batching ----------------------------------------------------------------------
     max_batch_size: int = Field(32, ge=1, le=4096, description="Max inputs per ONNX Runtime call.")
-    max_queue_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0, description="Max wait to fill a batch.")
+    max_queue_delay_ms: float = Field(
+        0.0, ge=0.0, le=10_000.0, description="Extra wait for a batch to fill while the model is "
+        "idle (0: adaptive batching only: run at once, batch what arrives during a call)."
+    )
     max_queue_size: int = Field(1024, ge=1, le=1_000_000, description="Max inputs waiting per model version.")
     request_timeout_s: float = Field(10.0, gt=0.0, le=3600.0, description="Per-request inference timeout.")
     retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After sent with 503 queue full.")
+    body_timeout_s: float = Field(
+        30.0, gt=0.0, le=3600.0, description="Max seconds to receive a whole request body "
+        "(slow clients get 408)."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="Max seconds for a new connection to send its "
+        "request line and headers (slowloris); the connection is closed after that."
+    )
 
     # --- limits --------------------------------------------------------------------------
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Max request body (bytes).")
@@ -78,6 +140,10 @@ class Settings(BaseSettings):
         4096 * 4096, ge=1, description="Max width x height of an uploaded image (decompression bombs)."
     )
     max_request_batch: int = Field(256, ge=1, description="Max inputs in one request.")
+    max_headers: int = Field(100, ge=10, le=10_000, description="Max request headers (431 above).")
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, le=1024 * 1024, description="Max bytes of request headers (431 above)."
+    )
     resize_tolerance: float = Field(
         0.10, ge=0.0, le=1.0, description="Images are resized when their aspect ratio is within this "
         "relative tolerance of the model's; otherwise they are rejected."
@@ -86,6 +152,10 @@ class Settings(BaseSettings):
     # --- security ------------------------------------------------------------------------
     api_key: SecretStr | None = Field(
         None, description="When set, inference endpoints require 'Authorization: Bearer <key>'."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS, comma-separated "
+        "(empty: no CORS headers at all, browsers on other origins are refused)."
     )
 
     # --- shutdown -----------------------------------------------------------------------
@@ -112,6 +182,26 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        return value
+
+    @field_validator("version_policy")
+    @classmethod
+    def _check_version_policy(cls, value: str) -> str:
+        from artifact_contract.policy import VersionPolicy
+
+        return str(VersionPolicy.parse(value))
+
+    @property
+    def policy(self):  # noqa: ANN201 - artifact_contract.VersionPolicy
+        from artifact_contract.policy import VersionPolicy
+
+        return VersionPolicy.parse(self.version_policy)
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models import InputConfig, create_model
+from models import InputConfig, create_model, is_awnet, is_awnet_name
 from training.config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         kw["depths"] = tuple(cfg.depths)
     if cfg.widths:
         kw["widths"] = tuple(cfg.widths)
-    if cfg.model and cfg.model.startswith("awnet_"):
+    if cfg.model and is_awnet_name(cfg.model):
         kw.update(
             router_width=cfg.router_width, router_hidden=cfg.router_hidden, signal_activation=cfg.signal_activation
         )
@@ -51,8 +51,16 @@ def build_model(name: str, input_config: InputConfig, kwargs: dict[str, Any]) ->
     return create_model(name, input_config=input_config, **kwargs)
 
 
+#: numpy's array reconstruction: what checkpoints written before RNG states were stored as tensors
+#: need beside tensors and plain types. ``weights_only=True`` refuses every other global.
+_LEGACY_SAFE_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state, as tensors and plain types so the checkpoint loads with ``weights_only``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -60,7 +68,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -78,7 +87,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    with torch.serialization.safe_globals(_LEGACY_SAFE_GLOBALS):  # no arbitrary code from a checkpoint file
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     for key in ("model", "model_name", "input_config", "config"):
         if key not in ckpt:
             raise ValueError(f"{path} is not an AW-Net Serve checkpoint (missing {key!r})")
@@ -112,7 +122,7 @@ def warm_start_awnet(awnet: nn.Module, path: str | os.PathLike[str]) -> int:
     """Copy a static checkpoint of the same backbone into an AW-Net: convs and head as
     they are, each BN into both BNs of its MixBN. Returns the number of tensors copied."""
     src_model, ckpt = load_model(path)
-    if getattr(src_model, "is_awnet", False):
+    if is_awnet(src_model):
         raise ValueError(f"--init-from needs a static checkpoint, {path} holds an AW-Net")
     src = src_model.state_dict()
     dst = awnet.backbone.state_dict()

@@ -115,7 +115,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="multistep: epochs (or fractions of --epochs when < 1) where lr *= --lr-gamma (default: %(default)s)")
     g.add_argument("--lr-gamma", type=float, default=D.lr_gamma, help="default: %(default)s")
     g.add_argument("--grad-clip", type=float, default=D.grad_clip, help="max gradient norm, 0 = off (RobustWRN: 5)")
-    _bool(g, "--augment", "random crop 4 + flip (default: on for CIFAR/SVHN, off for digits)", default=None)
+    _bool(g, "--augment", "random crop 4 + flip (default: on for CIFAR/SVHN/Tiny-ImageNet, off for the digits and imagefolder:)", default=None)
 
     g = p.add_argument_group("training attack (L-inf PGD)")
     g.add_argument("--eps", type=float, default=None, help="budget in [0,1] pixel units (default: 0.3 digits, 8/255 CIFAR/SVHN)")

@@ -114,7 +114,9 @@ class TrainConfig:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.model is None:
             self.model = "awnet_smallcnn" if self.method == "awnet" else "smallcnn"
-        awnet_model = self.model.startswith("awnet_")
+        from models.registry import is_awnet_name  # lazy: models imports torch
+
+        awnet_model = is_awnet_name(self.model)
         if self.method == "awnet" and not awnet_model:
             raise ValueError("--method awnet trains an AW-Net: pick an awnet_* model")
         if self.method != "awnet" and awnet_model:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from training.attacks import unwrap
+from models import is_awnet, unwrap
 
 
 def roc_auc(neg: torch.Tensor, pos: torch.Tensor) -> float:
@@ -38,7 +38,7 @@ def subset(dataset: Dataset, max_samples: int | None) -> Dataset:
 
 @torch.no_grad()
 def _predict(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if getattr(model, "is_awnet", False):
+    if is_awnet(model):
         out = model.forward_all(x)
         return out.logits, out.p_adv
     return model(x), None

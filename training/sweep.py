@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import create_model, list_models
+from models import create_model, is_awnet_name, list_models
 from training.evaluation.suite import BUDGETS, Budget
 from training.report import _fmt, write_section
 
@@ -275,7 +275,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="trade-off sweep: the clean cost of robustness over eps and width (issue 18)",
                        description="Train standard and robust models at one budget over eps and width, evaluate each best.pt, write results/sweep/ and the "
                                    "sweep section of docs/results.md (all cells done: only that). The reported figures use --budget on --attacks.")  # fmt: skip
-    p.add_argument("--models", nargs="+", choices=[m for m in list_models() if not m.startswith("awnet_")], default=["smallcnn", "smallcnn_w8"], metavar="MODEL", help="static backbones")
+    p.add_argument("--models", nargs="+", choices=[m for m in list_models() if not is_awnet_name(m)], default=["smallcnn", "smallcnn_w8"], metavar="MODEL", help="static backbones")
     p.add_argument("--methods", nargs="+", choices=("standard", *ROBUST), default=["standard", "pgd-at"], help="standard is trained once per backbone")
     p.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4], help="L-inf budgets, training and evaluation")
     p.add_argument("--epochs", type=int, default=8, help="every method")

@@ -16,8 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Subset
 from tqdm import tqdm
 
-from models import InputConfig
-from training.attacks import PGD, unwrap
+from models import is_awnet, unwrap
+from training.attacks import PGD
 from training.checkpoint import (
     build_model,
     code_revision,
@@ -29,13 +29,11 @@ from training.checkpoint import (
     set_rng_state,
 )
 from training.config import TrainConfig
-from training.data import build_dataset, get_dataset_info, make_loader
+from training.data import build_dataset, get_dataset_info, make_loader, parse_dataset_name
 from training.distributed import all_reduce_mean, barrier, cleanup, init_distributed
 from training.methods import METHOD_CLASSES, AWNetMethod, Method
 from training.metrics import evaluate
 from training.validation import robust_validation
-
-AUGMENTED_BY_DEFAULT = ("cifar10", "cifar100", "svhn", "tinyimagenet")
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -53,8 +51,8 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.dist, self.device = init_distributed(cfg.device)
-        info = get_dataset_info(cfg.dataset)
-        self.cfg = cfg.resolve(info.eps, info.name in AUGMENTED_BY_DEFAULT)
+        info = get_dataset_info(cfg.dataset)  # the dataset's facts (models.config.DATASETS)
+        self.cfg = cfg.resolve(info.eps, parse_dataset_name(cfg.dataset).augmented_by_default)
         self.info = info
         self.out = Path(cfg.out)
         torch.manual_seed(cfg.seed)
@@ -62,21 +60,23 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
 
-        self.train_set = build_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download, augment=bool(cfg.augment))
-        if cfg.max_train_samples > 0:
-            self.train_set = Subset(self.train_set, range(min(cfg.max_train_samples, len(self.train_set))))
-        self.val_set = build_dataset(cfg.dataset, "val", root=cfg.data_root, download=False)
-        self.input_config = InputConfig(
-            channels=info.channels,
-            size=tuple(info.size),
-            class_names=tuple(info.class_names),
-            mean=tuple(info.mean),
-            std=tuple(info.std),
+        self.train_set = build_dataset(
+            cfg.dataset,
+            "train",
+            root=cfg.data_root,
+            download=cfg.download,
+            augment=bool(cfg.augment),
         )
+        if cfg.max_train_samples > 0:
+            self.train_set = Subset(
+                self.train_set, range(min(cfg.max_train_samples, len(self.train_set)))
+            )
+        self.val_set = build_dataset(cfg.dataset, "val", root=cfg.data_root, download=False)
+        self.input_config = info.input_config
         self.model_kwargs = model_kwargs(cfg)
         self.model = build_model(cfg.model, self.input_config, self.model_kwargs).to(self.device)
         if cfg.init_from and not cfg.resume:
-            if not getattr(self.model, "is_awnet", False):
+            if not is_awnet(self.model):
                 raise ValueError("--init-from warm-starts AW-Net models only")
             from training.checkpoint import warm_start_awnet
 
@@ -113,14 +113,18 @@ class Trainer:
         params = self.model.parameters()
         if self.cfg.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        return torch.optim.SGD(params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay
+        )
 
     def _make_method(self) -> Method:
         cls = METHOD_CLASSES[self.cfg.method]
         if cls is AWNetMethod:
             teachers = None
             if not self.cfg.teacher_free:
-                teachers = tuple(self._load_teacher(p) for p in (self.cfg.clean_teacher, self.cfg.robust_teacher))
+                teachers = tuple(
+                    self._load_teacher(p) for p in (self.cfg.clean_teacher, self.cfg.robust_teacher)
+                )
             return AWNetMethod(self.cfg, self.model, self.device, teachers=teachers)
         return cls(self.cfg, self.model, self.device)
 
@@ -196,7 +200,9 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             self.method.set_eps(self.current_eps(epoch + i / self.steps_per_epoch))
             if isinstance(self.method, AWNetMethod):  # MTARD: the balance rate follows the lr
-                self.method.set_lr_factor(lr_factor(self.cfg, self.global_step, self.steps_per_epoch))
+                self.method.set_lr_factor(
+                    lr_factor(self.cfg, self.global_step, self.steps_per_epoch)
+                )
             with self._autocast():
                 loss, figures = self.method.loss(self.ddp_model, x, y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -210,22 +216,33 @@ class Trainer:
             self.global_step += 1
             figures = {"loss": loss.item(), **figures}
             if not math.isfinite(figures["loss"]):
-                raise FloatingPointError(f"loss became {figures['loss']} at step {self.global_step}")
+                raise FloatingPointError(
+                    f"loss became {figures['loss']} at step {self.global_step}"
+                )
             count += 1
             for k, v in figures.items():
                 sums[k] = sums.get(k, 0.0) + v
             if self.global_step == 1 or self.global_step % self.cfg.log_every == 0:
                 self._log({"event": "step", "epoch": epoch + 1, "step": self.global_step, "eps": self.method.eps,
                            "lr": self.optimizer.param_groups[0]["lr"], **figures})  # fmt: skip
-            post = {k: f"{v / count:.4g}" for k, v in sums.items() if k in ("loss", "l_nat", "l_adv", "l_type", "ce", "ce_adv", "kl", "router_acc")}
-            if self.best is not None:  # the selected checkpoint's worst-of robust validation accuracy
+            post = {
+                k: f"{v / count:.4g}"
+                for k, v in sums.items()
+                if k in ("loss", "l_nat", "l_adv", "l_type", "ce", "ce_adv", "kl", "router_acc")
+            }
+            # the selected checkpoint's worst-of robust validation accuracy
+            if self.best is not None:
                 post["best_rob"] = f"{self.best['robust_acc']:.3f}@{self.best['epoch']}"
             bar.set_postfix(post)
-        return {k: all_reduce_mean(v / max(count, 1), self.dist, self.device) for k, v in sums.items()}
+        return {
+            k: all_reduce_mean(v / max(count, 1), self.dist, self.device) for k, v in sums.items()
+        }
 
     def validate(self, index: int, last: bool) -> dict[str, Any]:
         """Robust validation (training/validation.py): PGD, APGD-CE, and Square when due."""
-        return robust_validation(self.model, self.val_set, self.cfg, self.device, index, last, progress=self.dist.is_main)
+        return robust_validation(
+            self.model, self.val_set, self.cfg, self.device, index, last, progress=self.dist.is_main
+        )
 
     def _select(self, epoch: int, val: dict[str, Any], payload: dict[str, Any]) -> None:
         """Keep ``best.pt``: the highest worst-of robust validation accuracy among checkpoints
@@ -240,16 +257,26 @@ class Trainer:
                f"{'clean' if by_clean else 'worst robust'} val acc {score:.4f} ({val['robust_acc_by']})"
                + (f" > best so far {prev['robust_acc']:.4f} (epoch {prev['epoch']})" if prev and keep else "")
                + (f" <= best so far {prev['robust_acc']:.4f} (epoch {prev['epoch']})" if prev and not keep else ""))  # fmt: skip
-        record = {"event": "selection", "epoch": epoch, "kept": keep, "robust_acc": score, "reason": why}
+        record = {
+            "event": "selection",
+            "epoch": epoch,
+            "kept": keep,
+            "robust_acc": score,
+            "reason": why,
+        }
         self._log(record)
         if keep:
             self.best = {"epoch": epoch, "robust_acc": score, "by": val["robust_acc_by"]}
-            save_checkpoint(self.out / "best.pt", {**payload, "selection": {**self.best, "reason": why}})
+            save_checkpoint(
+                self.out / "best.pt", {**payload, "selection": {**self.best, "reason": why}}
+            )
         tqdm.write(f"selection: epoch {epoch} {'kept as best.pt' if keep else 'not kept'}: {why}")
         if alarm:
             reasons = "; ".join(alarm["reasons"])
             tqdm.write(f"WARNING masking alarm at epoch {epoch}: {reasons}")
-            logging.getLogger("awnet.training").warning("masking alarm at epoch %d: %s", epoch, reasons)
+            logging.getLogger("awnet.training").warning(
+                "masking alarm at epoch %d: %s", epoch, reasons
+            )
 
     def _log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
@@ -289,7 +316,11 @@ class Trainer:
             for epoch in range(self.start_epoch, end):
                 t0 = time.time()
                 train_figs = self.train_epoch(epoch)
-                metrics = {"epoch": epoch + 1, "train": train_figs, "train_seconds": round(time.time() - t0, 2)}
+                metrics = {
+                    "epoch": epoch + 1,
+                    "train": train_figs,
+                    "train_seconds": round(time.time() - t0, 2),
+                }
                 due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
                 if due and self.dist.is_main:
                     self.validations += 1
@@ -320,11 +351,21 @@ class Trainer:
         return metrics
 
 
-def evaluate_test(ckpt_path: str | Path, eval_steps: int = 20, max_samples: int | None = None, device: str = "cpu") -> dict[str, float]:
+def evaluate_test(
+    ckpt_path: str | Path, eval_steps: int = 20, max_samples: int | None = None, device: str = "cpu"
+) -> dict[str, float]:
     """Clean and PGD-``eval_steps`` accuracy of a checkpoint on its dataset's test split."""
     model, ckpt = load_model(ckpt_path, device)
     cfg = TrainConfig.from_dict(ckpt["config"])
     test = build_dataset(cfg.dataset, "test", root=cfg.data_root)
     eps = float(cfg.eps)
     factory = lambda m: PGD(m, eps=eps, step_size=2.5 * eps / eval_steps, steps=eval_steps)  # noqa: E731
-    return evaluate(unwrap(model), test, factory, torch.device(device), max_samples=max_samples, progress=True, desc="test")
+    return evaluate(
+        unwrap(model),
+        test,
+        factory,
+        torch.device(device),
+        max_samples=max_samples,
+        progress=True,
+        desc="test",
+    )

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from training.attacks import PGD, unwrap
+from models import unwrap
+from training.attacks import PGD
 from training.config import TrainConfig
 from training.metrics import evaluate
 

@@ -56,9 +56,6 @@ class ResNet(Backbone):
         x = self.stages(x)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)
-
 
 def resnet18(input_config: InputConfig, layers: LayerFactories) -> ResNet:
     return ResNet(input_config, layers, blocks=(2, 2, 2, 2))

@@ -41,6 +41,3 @@ class SmallCNN(Backbone):
         x = self.relu(self.bn3(self.conv3(x)))
         x = self.pool(self.relu(self.bn4(self.conv4(x))))
         return self.relu(self.fc1(torch.flatten(x, 1)))
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)

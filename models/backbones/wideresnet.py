@@ -68,6 +68,3 @@ class WideResNet(Backbone):
         x = self.blocks(self.conv1(self.normalize(x)))
         x = F.relu(self.bn(x))
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)

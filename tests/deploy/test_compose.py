@@ -8,7 +8,8 @@ from pathlib import PurePosixPath
 import pytest
 import yaml
 
-from .helpers import (
+from tests.support.monitoring import SERVICE_JOB, load_yaml
+from tests.support.paths import (
     COMPOSE_FILE,
     COMPOSE_GPU_FILE,
     DASHBOARD,
@@ -16,11 +17,8 @@ from .helpers import (
     PROMETHEUS_CONFIG,
     ROOT,
     RULES_DIR,
-    SERVICE_JOB,
-    load_yaml,
-    run,
-    tool,
 )
+from tests.support.processes import run, tool
 
 SERVICE = "awnet"
 

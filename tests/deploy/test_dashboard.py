@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import yaml
 
-from .helpers import (
-    DASHBOARD,
-    GRAFANA_PROVISIONING,
+from tests.support.images import mnist_digits, noised, synthetic_digits
+from tests.support.monitoring import (
     PROMETHEUS_SYNTHETIC_SERIES,
     contract_metrics,
     dashboard,
@@ -15,15 +14,12 @@ from .helpers import (
     iter_panels,
     live_sample_names,
     load_yaml,
-    mnist_digits,
-    noised,
     promql_metric_names,
     recording_rule_names,
-    run,
     sample_names,
-    synthetic_digits,
-    tool,
 )
+from tests.support.paths import DASHBOARD, GRAFANA_PROVISIONING
+from tests.support.processes import run, tool
 
 
 def datasource_uid() -> str:

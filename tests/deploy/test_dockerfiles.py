@@ -16,7 +16,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from .helpers import DOCKER, INSTALL_SCRIPT, ROOT, run, tool
+from tests.support.paths import DOCKER, INSTALL_SCRIPT, ROOT
+from tests.support.processes import run, tool
 
 try:
     import tomllib
@@ -25,6 +26,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 SERVE = DOCKER / "serve.Dockerfile"
 TRAIN = DOCKER / "train.Dockerfile"
+TORCH_CPU = DOCKER / "torch-cpu.Dockerfile"  # the training image's CPU base (build_image.sh train-cpu)
 HEALTHCHECK = DOCKER / "healthcheck.py"
 
 
@@ -45,6 +47,20 @@ def instructions(path: Path) -> list[tuple[str, str]]:
         out.append((keyword.upper(), args.strip()))
         buf = ""
     return out
+
+
+def base_images(path: Path) -> list[str]:
+    """Each FROM's image, with the ARG defaults declared before the first FROM substituted."""
+    args: dict[str, str] = {}
+    froms = []
+    for keyword, rest in instructions(path):
+        if keyword == "ARG" and not froms and "=" in rest:
+            name, _, default = rest.partition("=")
+            args[name.strip()] = default.strip().strip('"')
+        elif keyword == "FROM":
+            image = rest.split()[0]
+            froms.append(re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image))
+    return froms
 
 
 def pip_requirements(path: Path) -> list[str]:
@@ -84,7 +100,7 @@ def extras() -> dict[str, list[Requirement]]:
             for name, reqs in data["project"]["optional-dependencies"].items()}
 
 
-@pytest.mark.parametrize("dockerfile", [SERVE, TRAIN], ids=["serve", "train"])
+@pytest.mark.parametrize("dockerfile", [SERVE, TRAIN, TORCH_CPU], ids=["serve", "train", "torch-cpu"])
 def test_hadolint(dockerfile):
     proc = run([tool("hadolint"), "--config", str(DOCKER / ".hadolint.yaml"), "--no-color",
                 str(dockerfile)], check=False)
@@ -103,6 +119,10 @@ def test_images_install_exactly_the_pyproject_extra(dockerfile, extra):
     for r in reqs:
         if r.startswith("."):
             continue
+        if "onnxruntime-gpu" in allowed and r == "onnxruntime==$v":
+            # ONNXRUNTIME=cpu: ONNX Runtime's CPU package in place of the GPU one, at the
+            # version the extra resolved ($v, read from the installed onnxruntime-gpu)
+            continue
         req = Requirement(r)
         # only optional extras of a distribution the extra already names, at the version
         # that extra resolves (no specifier of its own)
@@ -118,9 +138,11 @@ def test_serving_image_has_no_torch():
 
 def test_serving_image_shape():
     ins = instructions(SERVE)
-    froms = [a for k, a in ins if k == "FROM"]
+    froms = base_images(SERVE)
     assert len(froms) >= 2, "multi-stage build (build stage + runtime)"
     assert all(re.match(r"python:3\.11(\.\d+)?-slim", f) for f in froms), froms
+    # one base for both stages, a build argument (a local equivalent where Docker Hub can't be pulled)
+    assert [a.split()[0] for k, a in ins if k == "FROM"] == ["${BASE_IMAGE}"] * len(froms)
     users = [a for k, a in ins if k == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "must run as a non-root user"
     env = " ".join(a for k, a in ins if k == "ENV")
@@ -135,8 +157,9 @@ def test_serving_image_shape():
 
 def test_training_image_shape():
     ins = instructions(TRAIN)
-    froms = [a for k, a in ins if k == "FROM"]
+    froms = base_images(TRAIN)
     assert re.match(r"pytorch/pytorch:[\d.]+-cuda[\d.]+-cudnn\d+-(runtime|devel)$", froms[-1]), froms
+    assert [a for k, a in ins if k == "FROM"] == ["${BASE_IMAGE}"], "the base is a build argument"
     assert [a for k, a in ins if k == "ENTRYPOINT"] == ['["python", "-m", "training"]']
     users = [a for k, a in ins if k == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
@@ -231,3 +254,11 @@ def tool_present(name: str) -> bool:
     import shutil
 
     return shutil.which(name) is not None
+
+
+def test_cpu_torch_base_pins_the_makefiles_torch():
+    """docker/torch-cpu.Dockerfile installs the CPU torch pin `make setup` installs (TORCH_SPEC)."""
+    make = re.search(r"^TORCH_SPEC \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    arg = [a for k, a in instructions(TORCH_CPU) if k == "ARG" and a.startswith("TORCH_SPEC=")]
+    assert make and arg == [f"TORCH_SPEC={make.group(1)}"], (make, arg)
+    assert [a.split()[0] for k, a in instructions(TORCH_CPU) if k == "FROM"] == ["${BASE_IMAGE}"]

@@ -6,22 +6,18 @@ import re
 
 import yaml
 
-from .helpers import (
-    PROMETHEUS_CONFIG,
+from tests.support.monitoring import (
     PROMETHEUS_SYNTHETIC_SERIES,
-    PROMTOOL_TESTS_DIR,
-    ROOT,
-    RULES_DIR,
     contract_metrics,
     derive_test_prometheus_config,
     load_yaml,
     promql_metric_names,
     recording_rule_names,
     rule_expressions,
-    run,
     sample_names,
-    tool,
 )
+from tests.support.paths import PROMETHEUS_CONFIG, PROMTOOL_TESTS_DIR, ROOT, RULES_DIR
+from tests.support.processes import run, tool
 
 EXPECTED_ALERTS = {
     "AWNetAdversarialInputRateHigh",

@@ -9,34 +9,26 @@ the router-score histogram and a non-zero adversarial-input rate.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.parse
 
+import httpx
 import numpy as np
 import pytest
 import yaml
 
-from .helpers import (
-    RULES_DIR,
+from tests.support.images import mnist_digits, noised, synthetic_digits
+from tests.support.monitoring import (
     SERVICE_JOB,
-    Process,
     contract_buckets,
     dashboard,
     dashboard_expressions,
     derive_test_prometheus_config,
-    free_port,
-    http_get,
-    mnist_digits,
-    noised,
-    run,
-    synthetic_digits,
-    tool,
-    wait_until,
 )
+from tests.support.paths import RULES_DIR
+from tests.support.processes import Process, run, tool, wait_until
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
-
 
 
 class PrometheusAPI:
@@ -45,12 +37,9 @@ class PrometheusAPI:
 
     def get(self, path: str, **params) -> dict:
         self.process.fail_if_dead()
-        url = f"{self.base_url}{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        status, body = http_get(url)
-        payload = json.loads(body)
-        assert status == 200 and payload["status"] == "success", f"{url}: {status} {payload}"
+        r = httpx.get(f"{self.base_url}{path}", params=params, timeout=5.0)
+        payload = r.json()
+        assert r.status_code == 200 and payload["status"] == "success", f"{r.url}: {r.status_code} {payload}"
         return payload["data"]
 
     def query(self, expr: str) -> list[dict]:
@@ -81,8 +70,8 @@ def prometheus(live_service, tmp_path):
         def ready() -> bool:
             process.fail_if_dead()
             try:
-                return http_get(f"{api.base_url}/-/ready", timeout=2)[0] == 200
-            except OSError:
+                return httpx.get(f"{api.base_url}/-/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
                 return False
 
         wait_until(ready, 60, what="prometheus /-/ready")

@@ -1,4 +1,5 @@
-"""Success paths of every endpoint, against a real uvicorn serving the fake model."""
+"""Success paths of every endpoint: FastAPI's TestClient around create_app(settings), serving
+the fake model (no socket; tritonclient against a real server: test_service_tritonclient.py)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,19 @@ import base64
 import gzip
 import json
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.service.conftest import (
-    FAKE_MODEL,
-    HEADER_LENGTH,
-    decode_v2_response,
-    post_tensors,
-    start_server,
-)
-from tests.service.fake_model import noisy_image, smooth_image, to_png
+from tests.support.fake_model import FAKE_MODEL
+from tests.support.images import noisy_image, smooth_image, to_png
+from tests.support.servers import app_client
+from tests.support.v2client import HEADER_LENGTH, decode_v2_response, post_tensors
 
 
 @pytest.fixture(scope="module")
-def server(repository):
-    with start_server(repository, max_queue_delay_ms=1.0) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with server.client() as c:
+def client(repository):
+    with app_client(repository, max_queue_delay_ms=1.0) as c:
         yield c
 
 
@@ -264,10 +254,10 @@ def test_v2_infer_json(client, reference):
     np.testing.assert_allclose(out["p_adv"]["data"], ref["p_adv"], rtol=1e-5)
 
 
-def test_v2_infer_binary_with_mix_override(server, reference):
+def test_v2_infer_binary_with_mix_override(client, reference):
     images = np.stack([noisy_image(seed=i) for i in range(4)])
     mix = np.array([-1.0, 0.0, 1.0, 0.25], np.float32)
-    out = post_tensors(server.url, FAKE_MODEL, images, mix, version="1")
+    out = post_tensors(client, FAKE_MODEL, images, mix, version="1")
     ref = reference(images, mix)
     np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["mix"], [ref["p_adv"][0], 0.0, 1.0, 0.25], rtol=1e-5)
@@ -291,30 +281,30 @@ def test_v2_infer_mode_parameter_and_selected_outputs(client):
     assert label == index and 0 < float(value) < 1
 
 
-def test_v2_infer_binary_output_request_level_and_gzip(server):
+def test_v2_infer_binary_output_request_level_and_gzip(client):
     images = smooth_image()[None]
     blob = images.astype("<f4").tobytes()
     head = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
                                    "parameters": {"binary_data_size": len(blob)}}],
                        "parameters": {"binary_data_output": True}}).encode()
-    r = httpx.post(f"{server.url}/v2/models/{FAKE_MODEL}/infer",
-                   content=gzip.compress(head + blob),
-                   headers={HEADER_LENGTH: str(len(head)), "Content-Encoding": "gzip",
-                            "Content-Type": "application/octet-stream"})
+    r = client.post(f"/v2/models/{FAKE_MODEL}/infer",
+                    content=gzip.compress(head + blob),
+                    headers={HEADER_LENGTH: str(len(head)), "Content-Encoding": "gzip",
+                             "Content-Type": "application/octet-stream"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/octet-stream"
     out = decode_v2_response(r)
     assert out["logits"].shape == (1, 10) and out["adversarial"].tolist() == [False]
 
 
-def test_v2_batch_of_many_requests_is_batched(server):
+def test_v2_batch_of_many_requests_is_batched(client):
     """Concurrent requests are answered correctly (rows are not mixed up between them)."""
     from concurrent.futures import ThreadPoolExecutor
 
     images = [noisy_image(seed=i) if i % 2 else smooth_image(seed=i) for i in range(16)]
 
     def one(i):
-        return post_tensors(server.url, FAKE_MODEL, images[i][None], outputs=("adversarial",))
+        return post_tensors(client, FAKE_MODEL, images[i][None], outputs=("adversarial",))
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(16)))

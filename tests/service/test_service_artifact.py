@@ -14,8 +14,8 @@ import pytest
 from artifact_contract import Manifest
 from service.artifact import ArtifactError, load_artifact
 from service.runtime import OnnxModel, RuntimeOptions
-from tests.service.conftest import PROJECT_ROOT
-from tests.service.fake_model import build_model, model_bytes, write_model_version
+from tests.support.fake_model import build_model, model_bytes, write_model_version
+from tests.support.paths import ROOT, SHIPPED_VERSION_DIR
 
 
 def _write(tmp_path: Path, name="m", version="1", **kw) -> Path:
@@ -129,7 +129,7 @@ def test_cuda_fallback_is_one_clear_warning_without_ort_error_noise(tmp_path):
         "models = [OnnxModel(art, opts) for _ in range(2)]\n"
         "print('PROVIDERS', models[0].providers, 'CUDA' in str(ort.get_available_providers()))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     actual = proc.stdout.split("PROVIDERS", 1)[1]
@@ -147,7 +147,7 @@ def test_model_bytes_roundtrip_is_deterministic():
 
 # --- the artifact contract (artifact_contract): one Manifest for every reader and writer --------
 def test_shipped_manifest_round_trips_through_the_typed_manifest():
-    folder = PROJECT_ROOT / "models" / "repository" / "awnet-mnist" / "1"
+    folder = SHIPPED_VERSION_DIR
     manifest = Manifest.load(folder)
     assert manifest.to_dict() == json.loads((folder / "manifest.json").read_text())
     assert manifest.verify_folder(folder) == folder / "model.onnx"

@@ -1,4 +1,7 @@
-"""Every listed bad input gets its status and a clear message; the service then still answers."""
+"""Every listed bad input gets its status and a clear message; the service then still answers.
+
+FastAPI's TestClient around create_app(settings): no socket needed for errors.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.conftest import FAKE_MODEL, HEADER_LENGTH, metric, scrape, start_server
-from tests.service.fake_model import smooth_image, to_png
+from tests.support.fake_model import FAKE_MODEL
+from tests.support.images import smooth_image, to_png
+from tests.support.servers import app_client
+from tests.support.v2client import HEADER_LENGTH, metric, scrape
 
 MAX_BODY = 200_000
 MAX_PIXELS = 1_000_000
@@ -23,15 +28,9 @@ V2 = f"/v2/models/{FAKE_MODEL}/infer"
 
 
 @pytest.fixture(scope="module")
-def server(repository):
-    with start_server(repository, max_body_bytes=MAX_BODY, max_image_pixels=MAX_PIXELS,
-                      max_request_batch=MAX_BATCH) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with server.client() as c:
+def client(repository):
+    with app_client(repository, max_body_bytes=MAX_BODY, max_image_pixels=MAX_PIXELS,
+                    max_request_batch=MAX_BATCH) as c:
         yield c
 
 
@@ -204,11 +203,11 @@ def test_unknown_route_and_method_use_error_shape(client):
     assert r.status_code == 405 and "error" in r.json()
 
 
-def test_refusals_are_counted_by_reason(server, client):
-    before = scrape(server.url)
+def test_refusals_are_counted_by_reason(client):
+    before = scrape(client)
     client.post(V2, json=_v2(_tensor(datatype="FP64")))
     client.post(V2, json=_v2(_tensor([0.0] * 784 * 9, (9, 1, 28, 28))))
-    after = scrape(server.url)
+    after = scrape(client)
     labels = {"model": FAKE_MODEL, "version": "1"}
     for reason in ("bad_input", "too_large"):
         delta = (metric(after, "awnet_refused_requests_total", reason=reason, **labels)

@@ -1,4 +1,5 @@
-"""Dynamic batching: unit tests of the batcher, and overload / timeout through HTTP."""
+"""Dynamic batching: unit tests of the batcher, and overload / timeout through HTTP (timing:
+real servers, the overload one in its own process)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,10 @@ import pytest
 
 from service.batching import DynamicBatcher
 from service.errors import InferenceFailed, InferenceTimeout, NotReady, QueueFull
-from tests.service.conftest import (
-    FAKE_MODEL,
-    metric,
-    scrape,
-    slow_layers_for,
-    start_process,
-    start_server,
-)
-from tests.service.fake_model import smooth_image, write_model_version
+from tests.support.fake_model import FAKE_MODEL, slow_layers_for, write_model_version
+from tests.support.images import smooth_image
+from tests.support.servers import start_process, start_server
+from tests.support.v2client import metric, scrape
 
 
 class Runner:

@@ -6,9 +6,9 @@ import ast
 import subprocess
 import sys
 
-from tests.service.conftest import PROJECT_ROOT
+from tests.support.paths import ROOT
 
-SERVICE = PROJECT_ROOT / "service"
+SERVICE = ROOT / "service"
 FORBIDDEN = ("torch", "training", "models", "torchvision", "onnxscript")
 
 
@@ -35,7 +35,7 @@ def test_no_forbidden_imports_in_service_sources():
     for path in files:
         for name in _imports(path):
             if name.split(".")[0] in FORBIDDEN:
-                offenders.append(f"{path.relative_to(PROJECT_ROOT)}: import {name}")
+                offenders.append(f"{path.relative_to(ROOT)}: import {name}")
     assert not offenders, offenders
 
 
@@ -50,13 +50,13 @@ def test_importing_and_creating_the_app_loads_no_forbidden_module(tmp_path):
         f"{FORBIDDEN!r})\n"
         "print('LOADED', bad)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout, proc.stdout
 
 
-CONTRACT = PROJECT_ROOT / "artifact_contract"
+CONTRACT = ROOT / "artifact_contract"
 
 
 def test_the_artifact_contract_needs_only_the_standard_library_and_numpy():
@@ -68,5 +68,5 @@ def test_the_artifact_contract_needs_only_the_standard_library_and_numpy():
     for path in files:
         for name in _imports(path):
             if name.split(".")[0] not in allowed:
-                offenders.append(f"{path.relative_to(PROJECT_ROOT)}: import {name}")
+                offenders.append(f"{path.relative_to(ROOT)}: import {name}")
     assert not offenders, offenders

@@ -1,4 +1,8 @@
-"""Readiness, broken artifacts, API key, start-up settings, logs and graceful shutdown."""
+"""Readiness, broken artifacts, API key, start-up settings, logs and graceful shutdown.
+
+Broken artifacts, "no servable model" and the API key run through FastAPI's TestClient;
+loading (timing), ``python -m service`` (settings, logs) and SIGTERM need a real server.
+"""
 
 from __future__ import annotations
 
@@ -13,24 +17,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import (
+from tests.support.fake_model import (
     FAKE_MODEL,
-    PROJECT_ROOT,
-    metric,
-    post_tensors,
-    scrape,
-    slow_layers_for,
-    start_process,
-    start_server,
-    wait_for,
-)
-from tests.service.fake_model import (
     build_model,
     model_bytes,
-    smooth_image,
-    to_png,
+    slow_layers_for,
     write_model_version,
 )
+from tests.support.images import smooth_image, to_png
+from tests.support.paths import ROOT
+from tests.support.processes import python_env
+from tests.support.servers import app_client, start_process, start_server, wait_for
+from tests.support.v2client import metric, post_tensors, scrape
 
 GOOD_TENSOR = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
                            "data": smooth_image().ravel().tolist()}]}
@@ -93,7 +91,7 @@ BROKEN = {
 
 
 def test_broken_artifacts_are_not_served_and_say_why(broken_repository):
-    with start_server(broken_repository) as srv, srv.client() as c:
+    with app_client(broken_repository) as c:
         assert c.get("/v2/health/ready").status_code == 200  # the good ones are served
         index = {r["name"] + "/" + r["version"]: r for r in c.post("/v2/repository/index").json()}
         assert index["good/1"]["state"] == "READY"
@@ -108,7 +106,7 @@ def test_broken_artifacts_are_not_served_and_say_why(broken_repository):
             assert r.status_code == 503 and fragment in r.json()["error"], r.text
             r = c.get(f"/v2/models/{name}/ready")
             assert r.status_code == 503 and fragment in r.json()["error"]
-        samples = scrape(srv.url)
+        samples = scrape(c)
         assert metric(samples, "awnet_model_ready", model="corrupt", version="1") == 0
         assert metric(samples, "awnet_model_info", model="corrupt") == 0  # not served: no info
         # two/2 is broken: unversioned requests go to the latest *ready* version
@@ -121,10 +119,10 @@ def test_broken_artifacts_are_not_served_and_say_why(broken_repository):
 
 def test_no_servable_model_means_not_ready(tmp_path):
     write_model_version(tmp_path, "only", "1", data=b"broken")
-    with start_server(tmp_path, wait="live") as srv:
+    with app_client(tmp_path, wait="live") as c:
         deadline = time.monotonic() + 20
         while True:
-            r = httpx.get(srv.url + "/v2/health/ready")
+            r = c.get("/v2/health/ready")
             if "loading" not in r.text or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -134,11 +132,8 @@ def test_no_servable_model_means_not_ready(tmp_path):
 
 # --- API key ----------------------------------------------------------------------------------------
 def test_api_key(repository):
-    pytest.importorskip("tritonclient.http")
-    import tritonclient.http as httpclient
-    from tritonclient.utils import InferenceServerException
-
-    with start_server(repository, api_key="s3cret") as srv, srv.client() as c:
+    """(tritonclient with the key: test_service_tritonclient.py)"""
+    with app_client(repository, api_key="s3cret") as c:
         png = to_png(smooth_image())
         for path, kw in ((f"/v2/models/{FAKE_MODEL}/infer", {"json": GOOD_TENSOR}),
                          (f"/v1/models/{FAKE_MODEL}/classify",
@@ -154,27 +149,13 @@ def test_api_key(repository):
         # health, metadata and metrics stay open
         for path in ("/v2/health/ready", f"/v2/models/{FAKE_MODEL}", "/v1/models", "/metrics"):
             assert c.get(path).status_code == 200, path
-        assert metric(scrape(srv.url), "awnet_refused_requests_total", reason="unauthorized",
+        assert metric(scrape(c), "awnet_refused_requests_total", reason="unauthorized",
                       model=FAKE_MODEL) == 4
-        # tritonclient passes the header unchanged
-        triton = httpclient.InferenceServerClient(srv.url.removeprefix("http://"))
-        inp = httpclient.InferInput("image", [1, 1, 28, 28], "FP32")
-        inp.set_data_from_numpy(smooth_image()[None])
-        with pytest.raises(InferenceServerException) as info:
-            triton.infer(FAKE_MODEL, [inp])
-        assert info.value.status() == "401"
-        result = triton.infer(FAKE_MODEL, [inp], headers={"Authorization": "Bearer s3cret"})
-        assert result.as_numpy("p_adv").shape == (1,)
-        triton.close()
 
 
 # --- python -m service: settings, logs --------------------------------------------------------------------
 def _run_main(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    import os
-
-    full = {k: v for k, v in os.environ.items() if not k.startswith("AWNET_")}
-    full.update(env)
-    return subprocess.run([sys.executable, "-m", "service"], cwd=PROJECT_ROOT, env=full,
+    return subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=python_env(**env),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -233,12 +214,10 @@ def test_sigterm_during_a_burst_loses_no_accepted_request(tmp_path, slow_layer_s
     threads: list[threading.Thread] = []
     image = smooth_image()[None]
     ready_during_drain: list[int | str] = []
-    # one client for all threads (creating one costs ~30 ms of CPU)
-    client = httpx.Client(limits=httpx.Limits(max_connections=200), timeout=60)
 
-    def one(tag: str, url: str) -> None:
+    def one(tag: str, client: httpx.Client) -> None:
         try:
-            out = post_tensors(url, FAKE_MODEL, image, client=client)
+            out = post_tensors(client, FAKE_MODEL, image)
             res: object = 200 if out["p_adv"].shape == (1,) else "bad body"
         except httpx.HTTPStatusError as exc:
             res = exc.response.status_code
@@ -247,26 +226,28 @@ def test_sigterm_during_a_burst_loses_no_accepted_request(tmp_path, slow_layer_s
         with lock:
             results.append((tag, res))
 
-    def spawn(tag: str, url: str) -> None:
-        t = threading.Thread(target=one, args=(tag, url), daemon=True)
+    def spawn(tag: str, client: httpx.Client) -> None:
+        t = threading.Thread(target=one, args=(tag, client), daemon=True)
         t.start()
         with lock:
             threads.append(t)
 
-    with start_process(tmp_path, env, log_path=tmp_path / "server.log") as srv:
+    # one client for all threads (creating one costs ~30 ms of CPU)
+    with start_process(tmp_path, env, log_path=tmp_path / "server.log") as srv, \
+            srv.client(limits=httpx.Limits(max_connections=200), timeout=60) as client:
         proc = srv.proc
         assert proc is not None
 
         def burst() -> None:
             while not stop_burst.is_set():
-                spawn("burst", srv.url)
+                spawn("burst", client)
                 time.sleep(0.05)
 
         burster = threading.Thread(target=burst, daemon=True)
         try:
             # 1. requests surely accepted before SIGTERM: wait until all are inside the server
             for _ in range(n_inflight):
-                spawn("before", srv.url)
+                spawn("before", client)
             deadline = time.monotonic() + 30
             while True:
                 samples = scrape(srv.url)
@@ -299,7 +280,6 @@ def test_sigterm_during_a_burst_loses_no_accepted_request(tmp_path, slow_layer_s
                 burster.join(timeout=10)
         for t in list(threads):
             t.join(timeout=60)
-    client.close()
 
     assert 503 in ready_during_drain, ready_during_drain
     before = [res for tag, res in results if tag == "before"]

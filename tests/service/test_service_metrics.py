@@ -1,47 +1,40 @@
-"""Metrics move as requests are served; names and labels follow docs/contracts.md."""
+"""Metrics move as requests are served; names and labels follow docs/contracts.md.
+
+FastAPI's TestClient around create_app(settings): /metrics needs no socket.
+"""
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import FAKE_MODEL, metric, post_tensors, scrape, start_server
-from tests.service.fake_model import noisy_image, smooth_image, to_png
+from tests.support.fake_model import FAKE_MODEL
+from tests.support.images import noisy_image, smooth_image, to_png
+from tests.support.monitoring import contract_families
+from tests.support.servers import app_client
+from tests.support.v2client import metric, metrics_text, post_tensors, scrape
 
 LABELS = {"model": FAKE_MODEL, "version": "1"}
-CONTRACT_FAMILIES = {
-    "awnet_router_score": "histogram",
-    "awnet_inputs": "counter",
-    "awnet_requests": "counter",
-    "awnet_request_duration_seconds": "histogram",
-    "awnet_queue_duration_seconds": "histogram",
-    "awnet_inference_duration_seconds": "histogram",
-    "awnet_batch_size": "histogram",
-    "awnet_queue_depth": "gauge",
-    "awnet_inflight_requests": "gauge",
-    "awnet_model_info": "gauge",
-    "awnet_model_ready": "gauge",
-    "awnet_refused_requests": "counter",
-}
 
 
 @pytest.fixture(scope="module")
-def server(repository):
-    with start_server(repository) as srv:
-        yield srv
+def client(repository):
+    with app_client(repository) as c:
+        yield c
 
 
 def _delta(before, after, name, **labels):
     return metric(after, name, **labels) - metric(before, name, **labels)
 
 
-def test_contract_metric_names_types_and_buckets(server):
+def test_contract_metric_names_types_and_buckets(client):
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(server.url + "/metrics").text
+    text = metrics_text(client)
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    for name, kind in CONTRACT_FAMILIES.items():
+    contract = contract_families()
+    assert len(contract) == 18, contract  # 12 + the 6 awnet_probe_* of docs/lifecycle.md
+    for name, kind in contract.items():
         assert name in families, name
         assert families[name].type == kind, name
         for sample in families[name].samples:
@@ -56,7 +49,7 @@ def test_contract_metric_names_types_and_buckets(server):
     batch_buckets = {s.labels["le"] for s in families["awnet_batch_size"].samples
                      if s.name.endswith("_bucket")}
     assert {"1.0", "2.0", "4.0", "8.0", "16.0", "32.0", "64.0", "128.0", "256.0"} <= batch_buckets
-    samples = scrape(server.url)
+    samples = scrape(client)
     assert metric(samples, "awnet_model_info", provider="CPUExecutionProvider", kind="awnet",
                   method="fake", **LABELS) == 1
     assert metric(samples, "awnet_model_ready", **LABELS) == 1
@@ -65,15 +58,15 @@ def test_contract_metric_names_types_and_buckets(server):
         assert ("awnet_inputs_total", frozenset({**LABELS, "verdict": verdict}.items())) in samples
 
 
-def test_metrics_move_with_requests(server):
-    before = scrape(server.url)
+def test_metrics_move_with_requests(client):
+    before = scrape(client)
     # 3 clean + 2 adversarial inputs through v2, 1 clean through v1
     images = np.stack([smooth_image(seed=i) for i in range(3)] + [noisy_image(seed=i) for i in range(2)])
-    post_tensors(server.url, FAKE_MODEL, images)
-    r = httpx.post(f"{server.url}/v1/models/{FAKE_MODEL}/classify", content=to_png(smooth_image()),
-                   headers={"Content-Type": "image/png"})
+    post_tensors(client, FAKE_MODEL, images)
+    r = client.post(f"/v1/models/{FAKE_MODEL}/classify", content=to_png(smooth_image()),
+                    headers={"Content-Type": "image/png"})
     assert r.status_code == 200
-    after = scrape(server.url)
+    after = scrape(client)
 
     assert _delta(before, after, "awnet_inputs_total", verdict="clean", **LABELS) == 4
     assert _delta(before, after, "awnet_inputs_total", verdict="adversarial", **LABELS) == 2
@@ -93,10 +86,10 @@ def test_metrics_move_with_requests(server):
     assert metric(after, "awnet_inflight_requests", **LABELS) == 0
 
 
-def test_unlabelled_requests(server):
-    before = scrape(server.url)
-    httpx.get(server.url + "/v2/models/nope")
-    after = scrape(server.url)
+def test_unlabelled_requests(client):
+    before = scrape(client)
+    client.get("/v2/models/nope")
+    after = scrape(client)
     assert _delta(before, after, "awnet_requests_total", endpoint="/v2/models/{name}",
                   status="404", model="", version="") == 1
     assert _delta(before, after, "awnet_requests_total", endpoint="/metrics", status="200",

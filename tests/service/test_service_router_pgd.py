@@ -1,5 +1,6 @@
-"""Through the HTTP API, with the shipped model: clean test digits get a low p_adv and
-PGD digits (crafted with the training code on the shipped weights) a high one."""
+"""Through the HTTP API (TestClient around create_app), with the shipped model: clean test
+digits get a low p_adv and PGD digits (crafted with the training code on the shipped weights)
+a high one."""
 
 from __future__ import annotations
 
@@ -9,20 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.service.conftest import SHIPPED_MODEL, SHIPPED_VERSION_DIR, post_tensors, start_server
-
-CKPT = SHIPPED_VERSION_DIR.parent.parent.parent / "checkpoints" / "awnet-mnist-1.pt"
+from tests.support.paths import SHIPPED_MODEL, SHIPPED_VERSION_DIR
+from tests.support.servers import app_client
+from tests.support.v2client import post_tensors
 
 
 @pytest.fixture(scope="module")
-def images() -> dict[str, np.ndarray]:
+def images(shipped_checkpoint) -> dict[str, np.ndarray]:
     from training.attacks import PGD
     from training.checkpoint import load_model
     from training.data import build_dataset
 
-    if not CKPT.is_file():
-        pytest.skip(f"{CKPT} missing (make model)")
-    model, ckpt = load_model(CKPT)
+    model, ckpt = load_model(shipped_checkpoint)
     x, y = build_dataset("mnist5k", "test").tensors()
     x, y = x[:128], y[:128]
     eps = float(ckpt["config"]["eps"])
@@ -35,9 +34,9 @@ def images() -> dict[str, np.ndarray]:
 def test_router_separates_clean_from_pgd_over_http(shipped_repository, images) -> None:
     manifest = json.loads((SHIPPED_VERSION_DIR / "manifest.json").read_text())
     thr = manifest["router"]["threshold"]
-    with start_server(shipped_repository) as srv:
-        clean = post_tensors(srv.url, SHIPPED_MODEL, images["clean"])
-        pgd = post_tensors(srv.url, SHIPPED_MODEL, images["pgd"])
+    with app_client(shipped_repository) as client:
+        clean = post_tensors(client, SHIPPED_MODEL, images["clean"])
+        pgd = post_tensors(client, SHIPPED_MODEL, images["pgd"])
     pc, pa = clean["p_adv"].ravel(), pgd["p_adv"].ravel()
     assert np.median(pc) < 0.2 and np.median(pa) > 0.8, (np.median(pc), np.median(pa))
     # verdicts at the manifest's threshold: few clean flagged, most PGD flagged

@@ -1,10 +1,8 @@
 """The same service against the shipped model (models/repository/awnet-mnist/1).
 
 Skipped while the model has not been exported yet (see the ``shipped_repository`` fixture).
-A clean-vs-PGD test belongs here too: make PGD images with ``training.attacks`` (tests may
-import the training code; the service may not) and send them with
-``conftest.post_tensors(url, SHIPPED_MODEL, images)``; clean images should get a low
-``p_adv`` and PGD images a high one.
+API tests run through FastAPI's TestClient; tritonclient and ``python -m service`` need a
+real socket. The clean-vs-PGD test is test_service_router_pgd.py.
 """
 
 from __future__ import annotations
@@ -15,14 +13,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import (
-    SHIPPED_MODEL,
-    SHIPPED_VERSION_DIR,
-    post_tensors,
-    start_process,
-    start_server,
-)
-from tests.service.fake_model import smooth_image, to_png
+from tests.support.images import smooth_image, to_png
+from tests.support.paths import SHIPPED_MODEL, SHIPPED_VERSION_DIR
+from tests.support.servers import app_client, start_process, start_server
+from tests.support.v2client import post_tensors
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +25,9 @@ def manifest(shipped_repository):
 
 
 @pytest.fixture(scope="module")
-def server(shipped_repository):
-    with start_server(shipped_repository) as srv:
-        yield srv
+def client(shipped_repository):
+    with app_client(shipped_repository) as c:
+        yield c
 
 
 def _shape(manifest) -> tuple[int, int, int]:
@@ -41,23 +35,22 @@ def _shape(manifest) -> tuple[int, int, int]:
     return c, h, w
 
 
-def test_shipped_model_is_ready_with_its_manifest(server, manifest):
-    with server.client() as c:
-        meta = c.get(f"/v2/models/{SHIPPED_MODEL}").json()
-        assert meta["state"] == "READY", meta.get("reason")
-        assert meta["inputs"][0]["shape"] == [-1, *manifest["input"]["shape"]]
-        listed = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
-        assert listed[SHIPPED_MODEL]["manifest"]["onnx"]["sha256"] == manifest["onnx"]["sha256"]
-        router = manifest.get("router")
-        if router is not None:
-            assert listed[SHIPPED_MODEL]["threshold"] == pytest.approx(router["threshold"])
+def test_shipped_model_is_ready_with_its_manifest(client, manifest):
+    meta = client.get(f"/v2/models/{SHIPPED_MODEL}").json()
+    assert meta["state"] == "READY", meta.get("reason")
+    assert meta["inputs"][0]["shape"] == [-1, *manifest["input"]["shape"]]
+    listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert listed[SHIPPED_MODEL]["manifest"]["onnx"]["sha256"] == manifest["onnx"]["sha256"]
+    router = manifest.get("router")
+    if router is not None:
+        assert listed[SHIPPED_MODEL]["threshold"] == pytest.approx(router["threshold"])
 
 
-def test_shipped_model_v2_infer(server, manifest):
+def test_shipped_model_v2_infer(client, manifest):
     shape = _shape(manifest)
     k = len(manifest["class_names"])
     images = np.stack([smooth_image(shape, seed=i) for i in range(4)])
-    out = post_tensors(server.url, SHIPPED_MODEL, images)
+    out = post_tensors(client, SHIPPED_MODEL, images)
     assert out["logits"].shape == (4, k)
     np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
     assert ((out["p_adv"] >= 0) & (out["p_adv"] <= 1)).all()
@@ -67,33 +60,34 @@ def test_shipped_model_v2_infer(server, manifest):
         assert (out["p_adv"] == 0).all()
     else:
         np.testing.assert_allclose(out["mix"], out["p_adv"], rtol=1e-6)
-    forced = post_tensors(server.url, SHIPPED_MODEL, images, np.array([0, 1, 0, 1], np.float32))
+    forced = post_tensors(client, SHIPPED_MODEL, images, np.array([0, 1, 0, 1], np.float32))
     if manifest["kind"] != "static":
         np.testing.assert_allclose(forced["mix"], [0, 1, 0, 1])
 
 
-def test_shipped_model_v1_classify(server, manifest):
+def test_shipped_model_v1_classify(client, manifest):
     png = to_png(smooth_image(_shape(manifest)))
-    with server.client() as c:
-        for mode in ("auto", "clean", "robust"):
-            r = c.post(f"/v1/models/{SHIPPED_MODEL}/classify", params={"mode": mode},
-                       files={"file": ("x.png", png, "image/png")})
-            assert r.status_code == 200, r.text
-            body = r.json()
-            assert body["class"] in manifest["class_names"] and body["mode"] == mode
+    for mode in ("auto", "clean", "robust"):
+        r = client.post(f"/v1/models/{SHIPPED_MODEL}/classify", params={"mode": mode},
+                        files={"file": ("x.png", png, "image/png")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["class"] in manifest["class_names"] and body["mode"] == mode
 
 
-def test_shipped_model_tritonclient(server, manifest):
+def test_shipped_model_tritonclient(shipped_repository, manifest):
+    """tritonclient speaks HTTP over a socket: a real uvicorn server."""
     import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
-    assert client.is_model_ready(SHIPPED_MODEL)
-    images = np.stack([smooth_image(_shape(manifest), seed=i) for i in range(2)])
-    inp = httpclient.InferInput("image", list(images.shape), "FP32")
-    inp.set_data_from_numpy(images)
-    result = client.infer(SHIPPED_MODEL, [inp])
-    assert result.as_numpy("logits").shape == (2, len(manifest["class_names"]))
-    client.close()
+    with start_server(shipped_repository) as srv:
+        client = httpclient.InferenceServerClient(srv.target)
+        assert client.is_model_ready(SHIPPED_MODEL)
+        images = np.stack([smooth_image(_shape(manifest), seed=i) for i in range(2)])
+        inp = httpclient.InferInput("image", list(images.shape), "FP32")
+        inp.set_data_from_numpy(images)
+        result = client.infer(SHIPPED_MODEL, [inp])
+        assert result.as_numpy("logits").shape == (2, len(manifest["class_names"]))
+        client.close()
 
 
 @pytest.mark.slow

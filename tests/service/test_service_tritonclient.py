@@ -1,12 +1,16 @@
-"""The official Triton client (tritonclient[http] from PyPI) against our /v2 API, unchanged."""
+"""The official Triton client (tritonclient[http] from PyPI) against our /v2 API, unchanged.
+
+tritonclient speaks HTTP over a socket: these tests run a real uvicorn server.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tests.service.conftest import FAKE_MODEL, start_server
-from tests.service.fake_model import noisy_image, smooth_image
+from tests.support.fake_model import FAKE_MODEL
+from tests.support.images import noisy_image, smooth_image
+from tests.support.servers import start_server
 
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -20,7 +24,7 @@ def server(repository):
 
 @pytest.fixture(scope="module")
 def triton(server):
-    client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    client = httpclient.InferenceServerClient(server.target)
     yield client
     client.close()
 
@@ -101,3 +105,17 @@ def test_errors_come_back_as_exceptions(triton):
     assert info.value.status() == "404"
     # and the service still answers
     assert triton.infer(FAKE_MODEL, _inputs(smooth_image()[None])).as_numpy("p_adv").shape == (1,)
+
+
+def test_api_key_header_passes_through_tritonclient(repository):
+    """With AWNET_API_KEY set, tritonclient's ``headers`` reach the service unchanged."""
+    with start_server(repository, api_key="s3cret") as srv:
+        triton = httpclient.InferenceServerClient(srv.target)
+        inp = httpclient.InferInput("image", [1, 1, 28, 28], "FP32")
+        inp.set_data_from_numpy(smooth_image()[None])
+        with pytest.raises(InferenceServerException) as info:
+            triton.infer(FAKE_MODEL, [inp])
+        assert info.value.status() == "401"
+        result = triton.infer(FAKE_MODEL, [inp], headers={"Authorization": "Bearer s3cret"})
+        assert result.as_numpy("p_adv").shape == (1,)
+        triton.close()

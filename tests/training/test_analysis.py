@@ -14,16 +14,18 @@ from scipy import stats
 
 from models import create_model
 from models.config import digits_config
+from tests.support.checkpoints import write_checkpoint
+from tests.support.paths import SHIPPED_CHECKPOINT as AWNET_CKPT
+from tests.support.paths import SHIPPED_VERSION_DIR
 from training.analysis.common import load
 from training.analysis.router import roc_curve, router_attacks, threshold_of
 from training.analysis.weights import bn_scale, conv_bn_pairs, excess_kurtosis, static_weight_set
 from training.attacks import ATTACK_LOSSES
-from training.checkpoint import REPO_ROOT, load_model, model_kwargs, save_checkpoint
+from training.checkpoint import load_model, model_kwargs
 from training.cli import main
 from training.config import TrainConfig
 
-AWNET_CKPT = REPO_ROOT / "models" / "checkpoints" / "awnet-mnist-1.pt"
-MANIFEST = REPO_ROOT / "models" / "repository" / "awnet-mnist" / "1" / "manifest.json"
+MANIFEST = SHIPPED_VERSION_DIR / "manifest.json"
 LAYERS = ["conv1", "conv2", "conv3", "conv4"]
 
 pytestmark = pytest.mark.skipif(not AWNET_CKPT.is_file(), reason="shipped checkpoint missing")
@@ -42,10 +44,7 @@ def static_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
             bn.running_var.uniform_(0.5, 4.0)
             bn.weight.uniform_(0.5, 2.0)
     path = tmp_path_factory.mktemp("static") / "standard" / "last.pt"
-    path.parent.mkdir(parents=True)
-    save_checkpoint(path, {"model": model.state_dict(), "model_name": "smallcnn", "model_kwargs": model_kwargs(cfg),
-                           "input_config": ic.to_dict(), "config": cfg.to_dict()})  # fmt: skip
-    return path
+    return write_checkpoint(path, model, "smallcnn", cfg.to_dict(), model_kwargs(cfg))
 
 
 def test_excess_kurtosis_of_known_distributions() -> None:

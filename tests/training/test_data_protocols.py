@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from models.tinyimagenet_classes import TINYIMAGENET_CLASSES
 from training.config import TrainConfig
 from training.data import DatasetUnavailableError, build_dataset, get_dataset_info, make_loader
 from training.data import torchvision_sets as tvs
 from training.data.embedded import load_mnist5k_arrays
-from training.data.tinyimagenet_classes import TINYIMAGENET_CLASSES
 
 WNIDS = sorted(TINYIMAGENET_CLASSES)
 TREE_WNIDS = [WNIDS[150], WNIDS[3], WNIDS[77]]  # a subset, deliberately unsorted as wnids.txt is

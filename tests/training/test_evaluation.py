@@ -4,21 +4,19 @@ eps 1, a checkpoint and its export give the same figures, and the masking checks
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from models import create_model
+from tests.support.paths import SHIPPED_CHECKPOINT as SHIPPED_CKPT
+from tests.support.paths import SHIPPED_VERSION_DIR as SHIPPED_DIR
 from training.evaluation import library
 from training.evaluation.cli import SANITY_FAILED
 from training.evaluation.command import evaluate_target, failed_checks, markdown_table
 from training.evaluation.target import Target, load_target
 
-REPO = Path(__file__).resolve().parents[2]
-SHIPPED_CKPT = REPO / "models/checkpoints/awnet-mnist-1.pt"
-SHIPPED_DIR = REPO / "models/repository/awnet-mnist/1"
 EPS = 0.3
 
 

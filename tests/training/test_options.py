@@ -8,16 +8,14 @@ import argparse
 import dataclasses
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.support.paths import ROOT
 from training.cli import add_train_args, build_parser, main
 from training.config import GENERAL_OPTIONS, OPTION_RULES, TrainConfig
 from training.data import get_dataset_info
 from training.recipes import list_recipes, load_recipe
-
-REPO = Path(__file__).resolve().parents[2]
 
 # (extra argv, the flag the refusal must name)
 REFUSED = [
@@ -161,7 +159,7 @@ def test_every_option_is_classified() -> None:
 def _documented_train_commands() -> list[str]:
     commands = []
     for doc in ("README.md", "docs/training.md"):
-        text = (REPO / doc).read_text().replace("\\\n", " ")
+        text = (ROOT / doc).read_text().replace("\\\n", " ")
         for line in text.splitlines():
             m = re.search(r"-m training train (.*)", line)
             if m and "..." not in m.group(1) and "$" not in m.group(1):

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models import is_awnet
 from models.layers import MixBatchNorm2d
 from training.analysis.common import load, markdown_table, write_report
 from training.plots import pyplot, save_figure
@@ -82,7 +83,7 @@ class WeightSet:
 
 
 def _backbone(model: nn.Module) -> nn.Module:
-    return model.backbone if getattr(model, "is_awnet", False) else model
+    return model.backbone if is_awnet(model) else model
 
 
 def conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[nn.Conv2d, nn.Module | None]]:
@@ -122,7 +123,7 @@ def conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[nn.Conv2
             handles.append(bn.register_forward_pre_hook(bn_hook(bn)))
     try:
         with torch.no_grad():
-            if getattr(model, "is_awnet", False):
+            if is_awnet(model):
                 model.forward_all(x, mix="clean")
             else:
                 model(x)

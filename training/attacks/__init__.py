@@ -2,9 +2,9 @@
 ``perturb``; every attack restores the model's train/eval and MixBN modes and never
 mutates its input."""
 
-from training.attacks.base import Attack, preserved_modes, unwrap
+from training.attacks.base import Attack, preserved_modes
 from training.attacks.fgsm import FGSM
 from training.attacks.losses import ATTACK_LOSSES
 from training.attacks.pgd import PGD
 
-__all__ = ["ATTACK_LOSSES", "FGSM", "PGD", "Attack", "preserved_modes", "unwrap"]
+__all__ = ["ATTACK_LOSSES", "FGSM", "PGD", "Attack", "preserved_modes"]

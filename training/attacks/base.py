@@ -10,28 +10,29 @@ from typing import Any
 import torch
 from torch import nn
 
+from models import is_awnet, unwrap
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model behind DistributedDataParallel / DataParallel wrappers."""
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+__all__ = ["Attack", "preserved_modes"]
 
 
 @contextlib.contextmanager
 def preserved_modes(model: nn.Module, train: bool = False, mix: Any = None) -> Iterator[nn.Module]:
     """Put ``model`` in eval (or train) mode, optionally force its MixBN mix, and restore
-    every module's own ``training`` flag and the AW-Net ``mix_mode`` afterwards."""
+    every module's own ``training`` flag and the AW-Net ``mix_mode`` afterwards (``mix``
+    is ignored for a static model)."""
     flags = [(m, m.training) for m in model.modules()]
-    old_mix = getattr(model, "mix_mode", None)
+    awnet = unwrap(model) if is_awnet(model) else None
+    old_mix = awnet.mix_mode if awnet is not None else None
     model.train(train)
-    if mix is not None and hasattr(model, "mix_mode"):
-        model.mix_mode = mix
+    if mix is not None and awnet is not None:
+        awnet.mix_mode = mix
     try:
         yield model
     finally:
         for m, flag in flags:
             m.training = flag
-        if hasattr(model, "mix_mode"):
-            model.mix_mode = old_mix
+        if awnet is not None:
+            awnet.mix_mode = old_mix
 
 
 class Attack(ABC):

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import is_awnet
+
 
 def _forward(model: nn.Module, x: torch.Tensor):
-    if getattr(model, "is_awnet", False):
+    if is_awnet(model):
         return model.forward_all(x)
     return None
 

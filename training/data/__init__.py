@@ -8,16 +8,17 @@ validation on the test split). See ``docs/data.md``.
 
 from .augment import RandomCropFlip, random_crop_flip
 from .base import SPLITS, VAL_FRACTION, VAL_SEED, TensorImageDataset, stratified_holdout
-from .datasets import build_dataset
+from .datasets import build_dataset, get_dataset_info
 from .embedded import MNIST5K_PATH
 from .imagefolder import ImageFolderDataset
 from .info import (
     FULL_TRAIN_SUFFIX,
     DatasetInfo,
+    DatasetName,
     DatasetUnavailableError,
     dataset_source,
-    get_dataset_info,
     list_datasets,
+    parse_dataset_name,
     split_protocol,
 )
 from .loader import make_loader
@@ -29,6 +30,7 @@ __all__ = [
     "VAL_FRACTION",
     "VAL_SEED",
     "DatasetInfo",
+    "DatasetName",
     "DatasetUnavailableError",
     "ImageFolderDataset",
     "RandomCropFlip",
@@ -38,6 +40,7 @@ __all__ = [
     "get_dataset_info",
     "list_datasets",
     "make_loader",
+    "parse_dataset_name",
     "random_crop_flip",
     "split_protocol",
     "stratified_holdout",

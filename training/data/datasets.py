@@ -1,4 +1,4 @@
-"""``build_dataset``: one entry point for every dataset name."""
+"""``get_dataset_info`` and ``build_dataset``: the one dispatch on a dataset name's source."""
 
 from __future__ import annotations
 
@@ -7,9 +7,31 @@ import os
 from torch.utils.data import Dataset
 
 from .base import check_split
-from .info import IMAGEFOLDER_PREFIX, get_dataset_info, split_protocol
+from .embedded import load_mnist5k
+from .imagefolder import imagefolder_info, load_imagefolder
+from .info import DatasetInfo, builtin_info, parse_dataset_name
+from .tinyimagenet import load_tinyimagenet
+from .torchvision_sets import load_torchvision_set
 
-__all__ = ["build_dataset"]
+__all__ = ["build_dataset", "get_dataset_info"]
+
+
+def get_dataset_info(
+    name: str, *, size: tuple[int, int] | None = None, channels: int | None = None
+) -> DatasetInfo:
+    """Metadata for ``name`` (a built-in name or ``imagefolder:PATH``, either possibly with
+    the ``@full-train`` suffix, which changes the splits, not the metadata).
+
+    A built-in name gives its entry of :data:`models.config.DATASETS`, the table the
+    models' input configurations come from (``size``/``channels`` are ignored). For
+    ``imagefolder:PATH`` the folder's ``train/`` is scanned (class names; channel count and
+    size of its first image unless ``size``/``channels`` are given). The model input
+    configuration of either is ``.input_config``.
+    """
+    ds = parse_dataset_name(name)  # ValueError for unknown names
+    if ds.source == "imagefolder":
+        return imagefolder_info(ds.folder, size=size, channels=channels)
+    return builtin_info(ds.key)
 
 
 def build_dataset(
@@ -43,23 +65,22 @@ def build_dataset(
     Raises :class:`DatasetUnavailableError` (with how-to) when the data cannot be loaded.
     """
     check_split(split)
-    key, full_train = split_protocol(name)
-    if key.lower().startswith(IMAGEFOLDER_PREFIX):
-        from .imagefolder import load_imagefolder
-
-        path = key[len(IMAGEFOLDER_PREFIX) :]
-        return load_imagefolder(path, split, augment=augment, size=size, channels=channels, full_train=full_train)
-    info = get_dataset_info(key)  # ValueError for unknown names
-    if info.name == "mnist5k":
-        from .embedded import load_mnist5k
-
-        return load_mnist5k(split, full_train=full_train)
-    if info.name == "tinyimagenet":
+    ds = parse_dataset_name(name)  # ValueError for unknown names
+    if ds.source == "imagefolder":
+        return load_imagefolder(
+            ds.folder,
+            split,
+            augment=augment,
+            size=size,
+            channels=channels,
+            full_train=ds.full_train,
+        )
+    if ds.source == "embedded":
+        return load_mnist5k(split, full_train=ds.full_train)
+    if ds.source == "folder":
         if download:
             raise ValueError("tinyimagenet is never downloaded: drop download (--download)")
-        from .tinyimagenet import load_tinyimagenet
-
-        return load_tinyimagenet(split, root=root, augment=augment, full_train=full_train)
-    from .torchvision_sets import load_torchvision_set
-
-    return load_torchvision_set(info.name, split, root=root, download=download, augment=augment, full_train=full_train)
+        return load_tinyimagenet(split, root=root, augment=augment, full_train=ds.full_train)
+    return load_torchvision_set(
+        ds.key, split, root=root, download=download, augment=augment, full_train=ds.full_train
+    )

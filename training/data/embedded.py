@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .base import TensorImageDataset, read_split
-from .info import get_dataset_info
+from .info import builtin_info
 
 __all__ = ["MNIST5K_PATH", "load_mnist5k", "load_mnist5k_arrays"]
 
@@ -42,4 +42,4 @@ def load_mnist5k(split: str, full_train: bool = False) -> TensorImageDataset:
         idx = np.concatenate([idx, a["val_idx"]])
     images = torch.from_numpy(a["images"][idx]).unsqueeze(1)  # fancy indexing copies
     labels = torch.from_numpy(a["labels"][idx].astype(np.int64))
-    return TensorImageDataset(images, labels, get_dataset_info("mnist5k"), split)
+    return TensorImageDataset(images, labels, builtin_info("mnist5k"), split)

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.config import InputConfig
+
 from .augment import RandomCropFlip
 from .base import LabelledImages, read_split, stratified_holdout
 from .info import IMAGEFOLDER_PREFIX, DatasetInfo, DatasetUnavailableError
@@ -93,11 +95,9 @@ def imagefolder_info(
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     h, w = int(size[0]), int(size[1])
-    return DatasetInfo(
-        name=f"{IMAGEFOLDER_PREFIX}{root}", channels=channels, size=(h, w),
-        num_classes=len(names), class_names=names,
-        mean=(0.5,) * channels, std=(0.5,) * channels, eps=8 / 255,
-    )  # fmt: skip
+    ic = InputConfig(channels=channels, size=(h, w), class_names=tuple(names),
+                     mean=(0.5,) * channels, std=(0.5,) * channels)  # fmt: skip
+    return DatasetInfo(name=f"{IMAGEFOLDER_PREFIX}{root}", input_config=ic, eps=8 / 255)
 
 
 def read_image(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor:

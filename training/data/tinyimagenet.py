@@ -21,11 +21,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from models.tinyimagenet_classes import TINYIMAGENET_CLASSES
+
 from .augment import RandomCropFlip
 from .base import read_split, stratified_holdout
 from .imagefolder import ImageFolderDataset
-from .info import DatasetUnavailableError, get_dataset_info
-from .tinyimagenet_classes import TINYIMAGENET_CLASSES
+from .info import DatasetUnavailableError, builtin_info
 from .torchvision_sets import default_root
 
 __all__ = ["TINYIMAGENET_DIR", "load_tinyimagenet", "tinyimagenet_root"]
@@ -46,7 +47,9 @@ def tinyimagenet_root(root: str | os.PathLike[str] | None = None) -> Path:
     for candidate in (base / TINYIMAGENET_DIR, base):
         if (candidate / "wnids.txt").is_file():
             return candidate
-    raise DatasetUnavailableError(f"tinyimagenet: no wnids.txt in {base} or {base / TINYIMAGENET_DIR}. {_HOW_TO}.")
+    raise DatasetUnavailableError(
+        f"tinyimagenet: no wnids.txt in {base} or {base / TINYIMAGENET_DIR}. {_HOW_TO}."
+    )
 
 
 def _wnids(root: Path) -> list[str]:
@@ -67,7 +70,9 @@ def _train_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     for w in wnids:
         folder = root / "train" / w / "images"
         if not folder.is_dir():
-            raise DatasetUnavailableError(f"tinyimagenet: {folder} is missing (wnids.txt lists {w}). {_HOW_TO}.")
+            raise DatasetUnavailableError(
+                f"tinyimagenet: {folder} is missing (wnids.txt lists {w}). {_HOW_TO}."
+            )
         found = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpeg", ".jpg"))
         files += found
         labels += [_LABELS[w]] * len(found)
@@ -87,12 +92,16 @@ def _val_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
             continue
         parts = line.split("\t")
         if len(parts) < 2 or parts[1] not in known:
-            raise ValueError(f"tinyimagenet: {ann}:{n}: expected '<file>\\t<wnid from wnids.txt>...', got {line!r}")
+            raise ValueError(
+                f"tinyimagenet: {ann}:{n}: expected '<file>\\t<wnid from wnids.txt>...', got {line!r}"
+            )
         files.append(root / "val" / "images" / parts[0])
         labels.append(_LABELS[parts[1]])
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise DatasetUnavailableError(f"tinyimagenet: {len(missing)} images of {ann} are missing, e.g. {missing[0]}")
+        raise DatasetUnavailableError(
+            f"tinyimagenet: {len(missing)} images of {ann} are missing, e.g. {missing[0]}"
+        )
     return files, labels
 
 
@@ -120,4 +129,4 @@ def load_tinyimagenet(
             files = [files[i] for i in idx]
             labels = [labels[i] for i in idx]
     transform = RandomCropFlip(padding=4, flip=True) if augment else None
-    return ImageFolderDataset(files, labels, get_dataset_info("tinyimagenet"), split, transform)
+    return ImageFolderDataset(files, labels, builtin_info("tinyimagenet"), split, transform)

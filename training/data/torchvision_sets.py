@@ -18,7 +18,7 @@ import torch
 
 from .augment import RandomCropFlip
 from .base import TensorImageDataset, read_split, stratified_holdout
-from .info import DatasetUnavailableError, get_dataset_info
+from .info import DatasetUnavailableError, builtin_info
 
 __all__ = ["TORCHVISION_SETS", "default_root", "load_torchvision_set"]
 
@@ -100,5 +100,5 @@ def load_torchvision_set(
     if augment:
         transform = RandomCropFlip(padding=4, flip=TORCHVISION_SETS[name][2])
     return TensorImageDataset(
-        torch.from_numpy(images), torch.from_numpy(labels), get_dataset_info(name), split, transform
+        torch.from_numpy(images), torch.from_numpy(labels), builtin_info(name), split, transform
     )

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.attacks import unwrap
+from models import is_awnet, unwrap
 from training.evaluation.library import Ensemble
 from training.evaluation.suite import AttackSpec
 
@@ -33,7 +33,7 @@ class Outcome:
 def served_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """What the service computes: logits (and p_adv) in the router's soft mode."""
     bare = unwrap(model)
-    if getattr(bare, "is_awnet", False):
+    if is_awnet(bare):
         out = bare.forward_all(x, mix="router")
         return out.logits, out.p_adv
     return bare(x), None

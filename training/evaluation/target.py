@@ -27,8 +27,7 @@ from artifact_contract import (
     OUTPUT_LOGITS,
     OUTPUT_P_ADV,
 )
-from models import InputConfig
-from training.attacks import unwrap
+from models import InputConfig, is_awnet, unwrap
 from training.checkpoint import build_model, load_model, model_kwargs
 from training.config import TrainConfig
 
@@ -122,7 +121,7 @@ def load_target(path: str | Path, device: str = "cpu") -> Target:
     return Target(
         model=model, source="checkpoint", path=p, arch=ckpt["model_name"], method=method_label(cfg),
         dataset=cfg["dataset"], data_root=cfg.get("data_root"), eps=training_eps(cfg),
-        awnet=bool(getattr(model, "is_awnet", False)),
+        awnet=is_awnet(model),
         extra={"masking_alarm": ckpt.get("masking_alarm")},
     )  # fmt: skip
 
@@ -163,7 +162,7 @@ def _load_export(folder: Path, device: str) -> Target:
     state = model.state_dict()
     _unfold_batchnorms(model, weights)
     missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
-    static_view = manifest["kind"] == "static" and bool(getattr(model, "is_awnet", False))
+    static_view = manifest["kind"] == "static" and is_awnet(model)
     if static_view:  # the clean-branch graph carries no adversarial BN
         missing = [k for k in missing if ".bn_adv." not in k]
     if missing:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from artifact_contract import NAME_RE, ONNX_FILE, VERSION_RE, InputSpec, Manifest, OnnxSpec
+from models import is_awnet
 from training.attacks import PGD
 from training.checkpoint import code_revision, load_model
 from training.config import TrainConfig
@@ -33,6 +34,7 @@ from training.export.graph import (
     graph_shapes,
 )
 from training.export.parity import ParityRow, format_table, parity_check
+from training.export.probes import write_probe_set
 from training.metrics import evaluate, roc_auc
 
 
@@ -75,6 +77,7 @@ def export_checkpoint(
     threshold_floor: float = DEFAULT_THRESHOLD_FLOOR,
     force: bool = False,
     evaluation_card: str | Path | None = None,
+    probe_samples: int = 64,
     log=print,
 ) -> ExportResult:
     torch.manual_seed(0)
@@ -90,7 +93,7 @@ def export_checkpoint(
         )
     card = _load_card(evaluation_card, model) if evaluation_card else None
     cfg = TrainConfig.from_dict(ckpt["config"])
-    awnet = bool(getattr(model, "is_awnet", False))
+    awnet = is_awnet(model)
     kind = "static" if (static or not awnet) else "awnet"
     wrapper = StaticExportWrapper(model) if kind == "static" else ExportWrapper(model)
     ic = model.input_config
@@ -162,6 +165,14 @@ def export_checkpoint(
             }
             log(f"test: clean {res['clean_acc']:.4f}, PGD-{eval_steps} {res['adv_acc']:.4f}")
 
+        probes = None
+        if probe_samples > 0:
+            probes = _probes(model, wrapper, onnx_tmp, Path(tmp), cfg, kind, router, eps, eval_steps,
+                             probe_samples, parity={"logits": 1e-3, "p_adv": 1e-4})  # fmt: skip
+            log(f"probe set: {probes['clean']['count']} clean + {probes['adversarial']['count']} adversarial "
+                f"({probes['adversarial']['attack']}); clean accuracy {probes['clean']['accuracy']:.3f}"
+                + (f", adversarial flagged {probes['adversarial']['flagged']:.3f}"
+                   if probes["adversarial"].get("flagged") is not None else ""))  # fmt: skip
         if card is not None:
             evaluation["robustness"] = card_summary(card)
             log(f"evaluation card: worst case {card['worst_case']['acc']:.4f} over {len(card['attacks'])} attacks")
@@ -186,15 +197,41 @@ def export_checkpoint(
             training_code_revision=ckpt.get("code_revision", "unknown"),
             onnx=OnnxSpec.of_file(onnx_tmp, file=ONNX_FILE, shapes=graph_shapes(proto), opset=opset,
                                   exporter=f"torch {torch.__version__} (torch.onnx dynamo)"),  # fmt: skip
+            probes=probes,
             code_revision=code_revision(),
         ).validate()
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(onnx_tmp, out_dir / manifest.onnx.file)
+        if probes is not None:
+            shutil.copyfile(Path(tmp) / probes["file"], out_dir / probes["file"])
         manifest.write(out_dir)
         # read back as the service reads it: the file parses and validates, the graph's hash matches
         Manifest.load(out_dir).verify_folder(out_dir, check_names=False)
     log(f"wrote {out_dir / manifest.onnx.file} ({manifest.onnx.size_bytes} bytes) and manifest.json in {time.time() - t0:.1f} s")
     return ExportResult(out_dir, manifest.to_dict(), rows)
+
+
+def _probes(model: torch.nn.Module, wrapper: torch.nn.Module, onnx_path: Path, folder: Path, cfg: TrainConfig,
+            kind: str, router: dict[str, Any] | None, eps: float, steps: int, n: int,
+            parity: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    """``n`` clean test images and ``n`` attacked ones (router-evasion PGD for AW-Nets, the
+    adaptive attack; PGD for static models), with the exporter's own outputs on them."""
+    test = build_dataset(cfg.dataset, "test", root=cfg.data_root)
+    xt, yt = test.tensors()
+    xc, yc = xt[:n], yt[:n]
+    xa_src, ya = xt[n:2 * n], yt[n:2 * n]
+    if len(xa_src) < len(ya) or len(xa_src) == 0:
+        xa_src, ya = xc, yc
+    if kind == "awnet":
+        xa = _pgd(model, xa_src, ya, eps, steps, loss="ce-evade-router", loss_kwargs={"weight": 1.0})
+        attack = f"router-evasion PGD-{steps} (CE + 1.0 log p_clean) Linf eps={eps:g}"
+    else:
+        xa = _pgd(_StaticView(model), xa_src, ya, eps, steps)
+        attack = f"PGD-{steps} Linf eps={eps:g}"
+    threshold = router["threshold"] if router is not None else None
+    return write_probe_set(folder, wrapper, onnx_path, (xc, yc), (xa, ya), threshold=threshold,
+                           attack=attack, source=f"{cfg.dataset} test split, first {len(xc)}",
+                           tol={**parity, "accuracy": 0.05, "flagged": 0.05})  # fmt: skip
 
 
 class _StaticView(torch.nn.Module):
@@ -203,7 +240,7 @@ class _StaticView(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.awnet = bool(getattr(model, "is_awnet", False))
+        self.awnet = is_awnet(model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x, mix="clean") if self.awnet else self.model(x)

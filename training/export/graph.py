@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from artifact_contract import INPUT_IMAGE, INPUT_MIX, MODEL_INPUTS, MODEL_OUTPUTS
+from models import is_awnet
 
 # Ops that only make sense while training: none may appear in a served graph.
 TRAINING_ONLY_OPS = {
@@ -36,7 +37,7 @@ class StaticExportWrapper(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.awnet = bool(getattr(model, "is_awnet", False))
+        self.awnet = is_awnet(model)
 
     def forward(self, image: torch.Tensor, mix_override: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.model(image, mix="clean") if self.awnet else self.model(image)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.attacks import unwrap
+from models import is_awnet
 from training.config import KD_REDUCTIONS, TrainConfig
 from training.distributed import mean_over_ranks
 from training.methods.base import Method
@@ -61,7 +61,7 @@ class AWNetMethod(Method):
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, device: torch.device, teachers=None) -> None:
         super().__init__(cfg, model, device)
-        if not getattr(unwrap(model), "is_awnet", False):
+        if not is_awnet(model):
             raise ValueError("the awnet method needs an AW-Net model")
         self.teachers = teachers  # (clean, robust) or None
         self.w_nat = 0.5

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from training.attacks import PGD, unwrap
+from models import unwrap
+from training.attacks import PGD
 from training.config import TrainConfig
 from training.methods.rat import RATRegulariser
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import is_awnet, unwrap
 from training.config import TrainConfig
 
 
@@ -48,8 +49,8 @@ class RATRegulariser:
         if self._copy is None:
             self._copy = copy.deepcopy(model)
         self._copy.load_state_dict(model.state_dict())
-        if hasattr(model, "mix_mode"):
-            self._copy.mix_mode = model.mix_mode
+        if is_awnet(model):
+            unwrap(self._copy).mix_mode = unwrap(model).mix_mode
         with torch.no_grad():
             for m in self._copy.modules():
                 if isinstance(m, nn.Conv2d):

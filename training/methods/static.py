@@ -6,18 +6,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import unwrap
 from training.methods.base import Method
 
 
 def _features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward through (possibly DDP-wrapped) model returning (features, logits)."""
-    bare = model.module if hasattr(model, "module") else model
+    bare = unwrap(model)
     if model is bare:
         feats = bare.forward_features(x)
         return feats, bare.forward_head(feats)
     # under DDP the forward must go through the wrapper: features come from a hook
     store: dict[str, torch.Tensor] = {}
-    handle = bare.fc.register_forward_hook(lambda m, inp, out: store.__setitem__("f", inp[0]))
+    handle = bare.head.register_forward_hook(lambda m, inp, out: store.__setitem__("f", inp[0]))
     try:
         logits = model(x)
     finally:

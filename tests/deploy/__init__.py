@@ -1,1 +1,0 @@
-"""Deployment and monitoring tests: Docker files, compose, Prometheus, Grafana (no Docker engine)."""
