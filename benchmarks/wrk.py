@@ -19,6 +19,7 @@ import re
 import resource
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,27 +46,31 @@ def wrk_path(name: str = "wrk") -> str:
     return found
 
 
-def v2_body(images: np.ndarray) -> tuple[bytes, int]:
-    """A binary-tensor v2 request for ``images`` and its JSON header's length."""
+def v2_body(images: np.ndarray, outputs: Sequence[str] = ()) -> tuple[bytes, int]:
+    """A binary-tensor v2 request for ``images`` and its JSON header's length. ``outputs``:
+    ask for these outputs only (each binary); by default every output, all binary."""
     blob = np.ascontiguousarray(images, dtype="<f4").tobytes()
-    head = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": INPUT_IMAGE,
-                    "datatype": "FP32",
-                    "shape": list(images.shape),
-                    "parameters": {"binary_data_size": len(blob)},
-                }
-            ],
-            "parameters": {"binary_data_output": True},
-        }
-    ).encode()
+    request: dict[str, Any] = {
+        "inputs": [
+            {
+                "name": INPUT_IMAGE,
+                "datatype": "FP32",
+                "shape": list(images.shape),
+                "parameters": {"binary_data_size": len(blob)},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    if outputs:
+        request["outputs"] = [
+            {"name": name, "parameters": {"binary_data": True}} for name in outputs
+        ]
+    head = json.dumps(request).encode()
     return head + blob, len(head)
 
 
-def write_body(images: np.ndarray, path: Path) -> tuple[Path, int]:
-    body, head_len = v2_body(images)
+def write_body(images: np.ndarray, path: Path, outputs: Sequence[str] = ()) -> tuple[Path, int]:
+    body, head_len = v2_body(images, outputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
     return path, head_len

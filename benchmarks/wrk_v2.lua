@@ -1,4 +1,5 @@
--- wrk script of `python -m benchmarks` (benchmarks/wrk.py): KServe v2 binary-tensor POSTs.
+-- wrk script of `python -m benchmarks` and tests/service/test_reliability_soak.py (both through
+-- benchmarks/wrk.py): KServe v2 binary-tensor POSTs.
 --
 --   wrk ... -s benchmarks/wrk_v2.lua URL -- BODY_FILE HEADER_LENGTH [DELAY_MS]
 --

@@ -31,6 +31,13 @@ PROVIDER_ALIASES = {
 }
 
 
+def _split_commas(value: object) -> object:
+    """A comma-separated string as its non-empty, stripped parts; other values as they are."""
+    if isinstance(value, str):
+        return [part for part in (p.strip() for p in value.split(",")) if part]
+    return value
+
+
 class Settings(BaseSettings):
     """All settings of the service (environment variables ``AWNET_<FIELD NAME IN CAPITALS>``)."""
 
@@ -186,9 +193,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [part for part in (p.strip() for p in value.split(",")) if part]
-        return value
+        return _split_commas(value)
 
     @field_validator("version_policy")
     @classmethod
@@ -206,9 +211,7 @@ class Settings(BaseSettings):
     @field_validator("providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [part for part in (p.strip() for p in value.split(",")) if part]
-        return value
+        return _split_commas(value)
 
     @field_validator("providers")
     @classmethod

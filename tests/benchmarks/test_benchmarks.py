@@ -112,6 +112,10 @@ def test_v2_body_names_the_contract_input_and_carries_the_raw_tensor() -> None:
     head = json.loads(body[:head_len])
     assert head["inputs"][0]["name"] == INPUT_IMAGE and head["inputs"][0]["shape"] == [2, 1, 2, 2]
     assert np.array_equal(np.frombuffer(body[head_len:], "<f4").reshape(images.shape), images)
+    assert "outputs" not in head and head["parameters"]["binary_data_output"] is True
+    body, head_len = wrk.v2_body(images, outputs=("p_adv",))
+    asked = json.loads(body[:head_len])["outputs"]
+    assert asked == [{"name": "p_adv", "parameters": {"binary_data": True}}]
 
 
 def test_tables_ratios_and_targets() -> None:

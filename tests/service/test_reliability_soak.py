@@ -1,7 +1,8 @@
 """Load and soak on loopback: nothing lost under load, memory flat.
 
 ``python -m service`` with the shipped model; ``wrk`` (Debian package, installed by
-scripts/install_system_deps.sh) sends KServe v2 binary requests to 127.0.0.1 only:
+scripts/install_system_deps.sh) sends KServe v2 binary requests to 127.0.0.1 only, driven
+through ``benchmarks.wrk`` (its ``wrk_v2.lua`` script, its output parsing):
 
 1. saturation: a short closed-loop run with many connections measures the top rate;
 2. soak: ``AWNET_SOAK_SECONDS`` (30 in CI; 300 for docs/reliability.md) at 70 % of that rate,
@@ -15,16 +16,13 @@ Bounded: every wrk run has a duration and a timeout; the server is stopped at th
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks.wrk import WrkMissing, run_wrk, write_body, wrk_path
 from tests.support.images import synthetic_digits
 from tests.support.servers import start_process
 from tests.support.v2client import metric, scrape
@@ -32,63 +30,25 @@ from tests.support.v2client import metric, scrape
 MODEL = "awnet-mnist"
 SOAK_SECONDS = float(os.environ.get("AWNET_SOAK_SECONDS", "30"))
 TARGET_SHARE = 0.70
-LUA = r"""
-local f = assert(io.open(os.getenv("AWNET_WRK_BODY"), "rb"))
-local body = f:read("*all")
-f:close()
-local header_length = os.getenv("AWNET_WRK_HEADER_LENGTH")
-local pause = tonumber(os.getenv("AWNET_WRK_DELAY_MS") or "0")
-wrk.method = "POST"
-wrk.body = body
-wrk.headers["Content-Type"] = "application/octet-stream"
-wrk.headers["Inference-Header-Content-Length"] = header_length
-function delay()
-  return pause
-end
-function done(summary, latency, requests)
-  local errors = summary.errors
-  io.write(string.format(
-    'AWNET {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
-    '"status": %d, "timeout": %d, "p50_ms": %.3f, "p90_ms": %.3f, "p99_ms": %.3f, ' ..
-    '"p999_ms": %.3f, "max_ms": %.3f, "mean_ms": %.3f}\n',
-    summary.requests, summary.duration, errors.connect, errors.read, errors.write,
-    errors.status, errors.timeout, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
-    latency:percentile(99) / 1000, latency:percentile(99.9) / 1000, latency.max / 1000,
-    latency.mean / 1000))
-end
-"""
+OUTPUTS = ("probabilities", "p_adv")
 
 
-def _body(folder: Path) -> tuple[Path, int]:
-    images = synthetic_digits(1).astype("<f4")
-    raw = images.tobytes()
-    head = json.dumps({"inputs": [{"name": "image", "datatype": "FP32",
-                                   "shape": list(images.shape),
-                                   "parameters": {"binary_data_size": len(raw)}}],
-                       "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}},
-                                   {"name": "p_adv", "parameters": {"binary_data": True}}]}
-                      ).encode()
-    path = folder / "body.bin"
-    path.write_bytes(head + raw)
-    return path, len(head)
+def _have_wrk() -> bool:
+    try:
+        wrk_path()
+    except WrkMissing:
+        return False
+    return True
 
 
-def wrk(url: str, folder: Path, seconds: float, delay_ms: float, connections: int) -> dict:
-    script = folder / "soak.lua"
-    script.write_text(LUA)
-    body, header_length = _body(folder)
-    env = {**os.environ, "AWNET_WRK_BODY": str(body), "AWNET_WRK_HEADER_LENGTH": str(header_length),
-           "AWNET_WRK_DELAY_MS": f"{delay_ms:.3f}"}
-    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-           "--timeout", "10s", "-s", str(script), f"{url}/v2/models/{MODEL}/infer"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    match = re.search(r"^AWNET (\{.*\})$", done.stdout, re.M)
-    assert done.returncode == 0 and match, done.stdout + done.stderr
-    out = json.loads(match.group(1))
-    out["rate"] = out["requests"] / (out["duration_us"] / 1e6)
-    out["connections"] = connections
-    out["failed"] = sum(out[k] for k in ("connect", "read", "write", "status", "timeout"))
-    return out
+def wrk(url: str, body: tuple[Path, int], seconds: float, delay_ms: float,
+        connections: int) -> dict:
+    """One wrk run through ``benchmarks.wrk`` (its script and parsing): ``rate`` is the
+    answered requests per second, ``failed`` the socket errors and non-2xx answers."""
+    path, header_length = body
+    out = run_wrk(f"{url}/v2/models/{MODEL}/infer", connections=connections, seconds=seconds,
+                  body=path, header_length=header_length, delay_ms=delay_ms, timeout_s=10.0)
+    return {**out, "rate": out["requests_per_s"], "failed": out["errors_total"]}
 
 
 def rss_mib(pid: int) -> float:
@@ -98,14 +58,14 @@ def rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def paced(url: str, folder: Path, target: float, connections: int,
+def paced(url: str, body: tuple[Path, int], target: float, connections: int,
           service_ms: float) -> tuple[float, dict]:
     """wrk's delay() for ``target`` requests/s on ``connections`` connections, calibrated in
     short runs (rate = connections / (delay + service time))."""
     delay = max(0.1, connections / target * 1e3 - service_ms)
     probe: dict = {}
     for _ in range(6):
-        probe = wrk(url, folder, 3, delay, connections)
+        probe = wrk(url, body, 3, delay, connections)
         if abs(probe["rate"] / target - 1) < 0.05:
             break
         service_ms = max(0.0, connections / probe["rate"] * 1e3 - delay)
@@ -114,22 +74,23 @@ def paced(url: str, folder: Path, target: float, connections: int,
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed "
+@pytest.mark.skipif(not _have_wrk(), reason="wrk not installed "
                     "(bash scripts/install_system_deps.sh)")
 def test_soak_at_70_percent_of_saturation_loses_nothing(shipped_repository, tmp_path):
     env = {"AWNET_PROVIDERS": "cpu", "AWNET_INTRA_OP_THREADS": "1", "AWNET_INTER_OP_THREADS": "1",
            "AWNET_LOG_LEVEL": "WARNING"}
+    body = write_body(synthetic_digits(1), tmp_path / "body.bin", OUTPUTS)
     with start_process(shipped_repository, env) as server:
         pid = server.proc.pid
         # The top of three closed-loop runs (the machine is shared: take its best moment).
-        probes = [wrk(server.url, tmp_path, 4, 0.0, c) for c in (8, 16, 32)]
+        probes = [wrk(server.url, body, 4, 0.0, c) for c in (8, 16, 32)]
         assert all(p["failed"] == 0 for p in probes), probes
         saturation = max(probes, key=lambda p: p["rate"])
         target = TARGET_SHARE * saturation["rate"]
         connections = saturation["connections"]  # batching needs the concurrency
-        delay, probe = paced(server.url, tmp_path, target, connections, saturation["mean_ms"])
+        delay, probe = paced(server.url, body, target, connections, saturation["mean_ms"])
         rss_start = rss_mib(pid)
-        soak = wrk(server.url, tmp_path, SOAK_SECONDS, delay, connections)
+        soak = wrk(server.url, body, SOAK_SECONDS, delay, connections)
         rss_end = rss_mib(pid)
         samples = scrape(server.url)
         logs = server.logs()

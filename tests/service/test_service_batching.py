@@ -5,60 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpx
-import numpy as np
 import pytest
 
-from service.batching import DynamicBatcher
 from service.errors import InferenceFailed, InferenceTimeout, NotReady, QueueFull
+from tests.support.batching import Runner, batcher, req
 from tests.support.fake_model import FAKE_MODEL, slow_layers_for, write_model_version
 from tests.support.images import smooth_image
 from tests.support.servers import start_process, start_server
 from tests.support.v2client import metric, scrape
 
-
-class Runner:
-    """A fake model: records batch sizes, can be slowed or blocked or made to fail."""
-
-    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
-        self.calls: list[int] = []
-        self.delay = delay
-        self.fail = fail
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def __call__(self, image: np.ndarray, mix: np.ndarray) -> dict[str, np.ndarray]:
-        self.gate.wait(10)
-        self.calls.append(int(image.shape[0]))
-        if self.delay:
-            time.sleep(self.delay)
-        if self.fail:
-            raise RuntimeError("boom")
-        flat = image.reshape(image.shape[0], -1)
-        return {"logits": flat[:, :2].copy(), "p_adv": flat[:, 0].copy(), "mix": mix.copy()}
-
-
-def _req(value: float, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((n, 1, 2, 2), value, np.float32), np.full((n,), -1.0, np.float32)
-
-
-def _batcher(runner: Runner, **kw) -> DynamicBatcher:
-    opts = {"name": "t/1", "max_batch_size": 8, "max_delay_s": 0.05, "max_queue_size": 64}
-    opts.update(kw)
-    b = DynamicBatcher(runner, **opts)
-    b.start()
-    return b
+_batcher = partial(batcher, max_delay_s=0.05)  # other options as keywords
 
 
 def test_concurrent_requests_share_one_call_and_get_their_own_rows():
     async def main():
         runner = Runner()
         b = _batcher(runner)
-        outs = await asyncio.gather(*(b.submit(*_req(i), timeout=5) for i in range(8)))
+        outs = await asyncio.gather(*(b.submit(*req(i), timeout=5) for i in range(8)))
         await b.close()
         return runner, outs
 
@@ -72,7 +40,7 @@ def test_max_batch_size_and_large_requests():
         runner = Runner()
         b = _batcher(runner, max_batch_size=4)
         sizes = [1, 1, 1, 1, 1, 1, 3, 6]
-        outs = await asyncio.gather(*(b.submit(*_req(i, n), timeout=5) for i, n in enumerate(sizes)))
+        outs = await asyncio.gather(*(b.submit(*req(i, n), timeout=5) for i, n in enumerate(sizes)))
         await b.close()
         return runner, outs, sizes
 
@@ -88,7 +56,7 @@ def test_max_delay_bounds_the_wait():
         runner = Runner()
         b = _batcher(runner, max_delay_s=0.02)
         t0 = time.monotonic()
-        await b.submit(*_req(1.0), timeout=5)
+        await b.submit(*req(1.0), timeout=5)
         elapsed = time.monotonic() - t0
         await b.close()
         return elapsed
@@ -101,13 +69,13 @@ def test_queue_full_is_refused_at_once():
         runner = Runner()
         runner.gate.clear()  # the first call blocks
         b = _batcher(runner, max_batch_size=1, max_queue_size=2, max_delay_s=0.0)
-        first = asyncio.create_task(b.submit(*_req(0), timeout=5))
+        first = asyncio.create_task(b.submit(*req(0), timeout=5))
         await asyncio.sleep(0.05)  # taken by the loop, now running (blocked)
-        queued = [asyncio.create_task(b.submit(*_req(i), timeout=5)) for i in (1, 2)]
+        queued = [asyncio.create_task(b.submit(*req(i), timeout=5)) for i in (1, 2)]
         await asyncio.sleep(0.01)
         t0 = time.monotonic()
         with pytest.raises(QueueFull) as info:
-            await b.submit(*_req(3), timeout=5)
+            await b.submit(*req(3), timeout=5)
         refused_in = time.monotonic() - t0
         runner.gate.set()
         await asyncio.gather(first, *queued)
@@ -123,10 +91,10 @@ def test_timeout_removes_a_queued_request():
     async def main():
         runner = Runner(delay=0.3)
         b = _batcher(runner, max_batch_size=1, max_delay_s=0.0)
-        first = asyncio.create_task(b.submit(*_req(0), timeout=5))
+        first = asyncio.create_task(b.submit(*req(0), timeout=5))
         await asyncio.sleep(0.02)
         with pytest.raises(InferenceTimeout):
-            await b.submit(*_req(1), timeout=0.05)
+            await b.submit(*req(1), timeout=0.05)
         assert b.queued_inputs == 0
         await first
         await b.close()
@@ -140,12 +108,12 @@ def test_close_drains_the_queue_then_refuses():
     async def main():
         runner = Runner(delay=0.02)
         b = _batcher(runner, max_batch_size=2, max_delay_s=0.0)
-        tasks = [asyncio.create_task(b.submit(*_req(i), timeout=5)) for i in range(7)]
+        tasks = [asyncio.create_task(b.submit(*req(i), timeout=5)) for i in range(7)]
         await asyncio.sleep(0)
         await b.close()
         results = await asyncio.gather(*tasks)
         with pytest.raises(NotReady):
-            await b.submit(*_req(9), timeout=1)
+            await b.submit(*req(9), timeout=1)
         return results
 
     results = asyncio.run(main())
@@ -156,10 +124,10 @@ def test_runner_failure_goes_to_every_request_and_the_loop_survives():
     async def main():
         runner = Runner(fail=True)
         b = _batcher(runner)
-        results = await asyncio.gather(*(b.submit(*_req(i), timeout=5) for i in range(3)),
+        results = await asyncio.gather(*(b.submit(*req(i), timeout=5) for i in range(3)),
                                        return_exceptions=True)
         runner.fail = False
-        ok = await b.submit(*_req(1), timeout=5)
+        ok = await b.submit(*req(1), timeout=5)
         await b.close()
         return results, ok
 

@@ -12,15 +12,15 @@ import json
 import logging
 import socket
 import sys
-import threading
+from functools import partial
 
 import numpy as np
 import pytest
 
 from service import jsonbody
-from service.batching import DynamicBatcher
 from service.codec_v2 import parse_infer_request
 from service.errors import BadInput, InferenceTimeout
+from tests.support.batching import Runner, batcher, req
 from tests.support.fake_model import FAKE_MODEL
 from tests.support.images import smooth_image
 from tests.support.servers import app_client, start_process
@@ -31,31 +31,7 @@ GOOD = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28]
 
 
 # --- batching -----------------------------------------------------------------------------------
-class Runner:
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.started = threading.Event()
-
-    def __call__(self, image: np.ndarray, mix: np.ndarray) -> dict[str, np.ndarray]:
-        self.started.set()
-        self.gate.wait(10)
-        self.calls.append(int(image.shape[0]))
-        flat = image.reshape(image.shape[0], -1)
-        return {"logits": flat[:, :2].copy(), "p_adv": flat[:, 0].copy(), "mix": mix.copy()}
-
-
-def _req(value: float, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((n, 1, 2, 2), value, np.float32), np.full((n,), -1.0, np.float32)
-
-
-def _batcher(runner: Runner, **kw) -> DynamicBatcher:
-    opts = {"name": "t/1", "max_batch_size": 8, "max_delay_s": 0.0, "max_queue_size": 64}
-    opts.update(kw)
-    b = DynamicBatcher(runner, **opts)
-    b.start()
-    return b
+_batcher = partial(batcher, max_delay_s=0.0)  # other options as keywords
 
 
 async def _until(predicate, seconds: float = 5.0) -> None:
@@ -70,12 +46,12 @@ def test_adaptive_batching_runs_a_lone_request_at_once_and_gathers_during_a_call
     async def main():
         runner = Runner()
         b = _batcher(runner)
-        assert float((await b.submit(*_req(7.0), timeout=5))["p_adv"][0]) == 7.0
+        assert float((await b.submit(*req(7.0), timeout=5))["p_adv"][0]) == 7.0
         runner.gate.clear()
         runner.started.clear()
-        first = asyncio.create_task(b.submit(*_req(0.0), timeout=5))
+        first = asyncio.create_task(b.submit(*req(0.0), timeout=5))
         await _until(runner.started.is_set)  # the model is busy with `first`
-        rest = [asyncio.create_task(b.submit(*_req(float(i)), timeout=5)) for i in range(1, 6)]
+        rest = [asyncio.create_task(b.submit(*req(float(i)), timeout=5)) for i in range(1, 6)]
         await _until(lambda: b.queued_inputs == 5)
         runner.gate.set()
         outs = await asyncio.gather(first, *rest)
@@ -92,10 +68,10 @@ def test_deadline_of_a_running_request_and_shorter_timeouts_out_of_order():
         runner = Runner()
         runner.gate.clear()
         b = _batcher(runner, max_batch_size=1)
-        running = asyncio.create_task(b.submit(*_req(0.0), timeout=0.05))
+        running = asyncio.create_task(b.submit(*req(0.0), timeout=0.05))
         await _until(runner.started.is_set)
-        slow = asyncio.create_task(b.submit(*_req(1.0), timeout=5))      # queued, long deadline
-        quick = asyncio.create_task(b.submit(*_req(2.0), timeout=0.05))  # queued, shorter one
+        slow = asyncio.create_task(b.submit(*req(1.0), timeout=5))      # queued, long deadline
+        quick = asyncio.create_task(b.submit(*req(2.0), timeout=0.05))  # queued, shorter one
         with pytest.raises(InferenceTimeout, match="request timeout of 0.05 s"):
             await running  # answered while its call still runs
         with pytest.raises(InferenceTimeout):
@@ -117,9 +93,9 @@ def test_cancelled_request_leaves_the_queue_and_answered_ones_are_forgotten():
         runner = Runner()
         runner.gate.clear()
         b = _batcher(runner, max_batch_size=1)
-        first = asyncio.create_task(b.submit(*_req(0.0), timeout=5))
+        first = asyncio.create_task(b.submit(*req(0.0), timeout=5))
         await _until(runner.started.is_set)
-        gone = asyncio.create_task(b.submit(*_req(1.0), timeout=5))
+        gone = asyncio.create_task(b.submit(*req(1.0), timeout=5))
         await _until(lambda: b.queued_inputs == 1)
         gone.cancel()
         await asyncio.sleep(0)
@@ -127,7 +103,7 @@ def test_cancelled_request_leaves_the_queue_and_answered_ones_are_forgotten():
         runner.gate.set()
         await first
         for i in range(50):
-            await b.submit(*_req(float(i)), timeout=5)
+            await b.submit(*req(float(i)), timeout=5)
         await b.close()
         return runner.calls, len(b._pending)
 

@@ -9,6 +9,8 @@
   (``start_server``) or ``python -m service`` (``start_process``); ``free_port``, ``wait_for``.
 - ``v2client``: KServe v2 requests and answers as numpy (``post_tensors``, ``infer_json``),
   ``/metrics`` (``scrape``, ``metric``).
+- ``batching``: the batcher's unit-test pieces: a fake model ``Runner``, ``req``, a started
+  ``batcher`` (its delay a parameter).
 - ``processes``: command-line tools, commands and background processes (``tool``, ``run``,
   ``Process``, ``wait_until``).
 - ``monitoring``: docs/contracts.md metrics, Prometheus rules/config, Grafana, PromQL.
