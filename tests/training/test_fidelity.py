@@ -287,6 +287,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
         dist.all_gather_object(gathered, record)
         if rank == 0:
             Path(out).write_text(json.dumps(gathered))
+        dist.barrier()  # neither rank tears gloo down while the other still talks to it (SIGABRT seen in CI)
     finally:
         dist.destroy_process_group()
 
