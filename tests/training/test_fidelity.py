@@ -295,7 +295,14 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
 def test_ddp_ranks_hold_the_same_balance_weight(tmp_path) -> None:
     out = tmp_path / "ranks.json"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException as exc:
+        # gloo sometimes aborts a rank at process exit ("terminate called without an active
+        # exception") after the ranks' figures were gathered and written: that teardown is not
+        # what this test checks. Any failure before the file exists still fails it.
+        if not (out.is_file() and exc.signal_name == "SIGABRT"):
+            raise
     r0, r1 = json.loads(out.read_text())
     assert r0["local"] != r1["local"], "the ranks saw the same data: the test proves nothing"
     assert r0["w_nat"] == r1["w_nat"] != 0.5
