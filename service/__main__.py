@@ -121,7 +121,7 @@ def header_timeout_protocol(timeout_s: float) -> type[H11Protocol]:
 
 def httptools_protocol(timeout_s: float, max_head_bytes: int) -> type:
     """uvicorn's httptools protocol (llhttp, C) with the head timeout, and a bound on a head
-    that arrives in pieces (llhttp has none): still incomplete beyond ``max_head_bytes``, it is
+    that arrives in pieces (llhttp has none): still incomplete beyond ``max_head_bytes`` after the read it began in, it is
     answered 431 and the connection closed. A complete head is bounded by
     RequestContextMiddleware (AWNET_MAX_HEADERS, AWNET_MAX_HEADER_BYTES: 431)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -135,9 +135,17 @@ def httptools_protocol(timeout_s: float, max_head_bytes: int) -> type:
         _head_bytes = 0
 
         def _await_head(self) -> None:
-            self._in_head = True
+            """Arm the head deadline. Bytes count as head only once the parser begins the next
+            message: an early answer (a 400 before the whole body arrived) must not count the
+            rest of that body as the next head."""
+            self._in_head = False
             self._head_bytes = 0
             self._arm()
+
+        def on_message_begin(self) -> None:
+            self._in_head = True
+            self._head_bytes = 0
+            super().on_message_begin()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)

@@ -391,7 +391,7 @@ class ModelRepository:
                 if failed and not retry_failed:
                     continue  # they failed and did not change since: not every poll again
             if cur is not None and cur.state == LOADING and cur.model is None:
-                cand = cur  # the placeholder registered by scan()
+                cand = cur  # reuse the LOADING index entry scan() registered (it has no model yet)
             else:
                 cand = ModelVersion(name, v, path)
             cand.fingerprint = fp
