@@ -5,6 +5,8 @@ One job per module (docs/benchmark.md tells the whole method):
 * ``baselines``: the models the AW-Net graph is compared with (static export, plain
   backbone), built once from the checkpoint and cached; graph facts from the ONNX files;
 * ``build_plain``: the subprocess that exports the router-free backbone (torch lives there);
+* ``graph_compare`` / ``build_graphs``: ``--graph-compare``, the AW-Net graph (folded, and
+  unfolded) against the plain backbone alone, e.g. ResNet-18 at random init;
 * ``sessions``: ONNX Runtime sessions like the service's, CPU or CUDA (IO binding);
 * ``inprocess``: per-call latency and throughput of the sessions at batch sizes (and
   PyTorch eager);

@@ -82,10 +82,16 @@ def graph_facts(path: Path) -> dict[str, Any]:
     facts["parameters"] = int(sum(math.prod(i.dims) for i in inits))
     facts["nodes"] = len(proto.graph.node)
     names = [i.name for i in inits]
-    facts["router_extractor"] = any(".router.extractor." in n for n in names)
-    facts["router_signal_heads"] = any(".router.signal_heads." in n for n in names)
-    facts["router_type_head"] = any(".router.type_head." in n for n in names)
-    facts["adversarial_bn"] = any(".bn_adv." in n for n in names)
+    # a folded AW-Net graph (training.export.graph) says what it holds in its metadata: its
+    # BN statistics and stacked signal heads became constants with generated names
+    meta = {p.key: p.value for p in proto.metadata_props}
+    holds = set(meta.get("awnet.holds", "").split())
+    facts["graph"] = meta.get("awnet.graph")
+    for fact, part, marker in (("router_extractor", "router.extractor", ".router.extractor."),
+                               ("router_signal_heads", "router.signal_heads", ".router.signal_heads."),
+                               ("router_type_head", "router.type_head", ".router.type_head."),
+                               ("adversarial_bn", "bn_adv", ".bn_adv.")):  # fmt: skip
+        facts[fact] = part in holds or any(marker in n for n in names)
     ops = [n.op_type for n in proto.graph.node]
     facts["op_counts"] = {op: ops.count(op) for op in sorted(set(ops))}
     return facts

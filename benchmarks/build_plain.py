@@ -15,12 +15,31 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from artifact_contract import INPUT_IMAGE, INPUT_MIX, InputSpec, Manifest, OnnxSpec
 
 PARITY_ATOL = 1e-3
+
+
+def plain_from_awnet(
+    awnet: Any, plain_name: str, model_kwargs: dict[str, Any] | None = None
+) -> Any:
+    """The AW-Net's backbone as a plain model (plain convs, its clean BNs, no router), in
+    eval mode: the same convolutions, so timing it against the AW-Net graph is fair."""
+    from models.registry import ROUTER_KWARGS, create_model
+
+    kwargs = {k: v for k, v in (model_kwargs or {}).items() if k not in ROUTER_KWARGS}
+    plain = create_model(plain_name, input_config=awnet.input_config, **kwargs)
+    state = {}
+    for k, v in awnet.state_dict().items():
+        if not k.startswith("backbone.") or ".bn_adv." in k:
+            continue
+        state[k[len("backbone.") :].replace(".bn_clean.", ".")] = v
+    plain.load_state_dict(state, strict=True)
+    return plain.eval()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from onnx import numpy_helper
 
     from models import is_awnet
-    from models.registry import ROUTER_KWARGS, backbone_name, create_model
+    from models.registry import backbone_name
     from training.checkpoint import load_model
     from training.export.graph import StaticExportWrapper, check_graph, export_onnx, graph_shapes
 
@@ -46,16 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {a.checkpoint} is not an AW-Net checkpoint", file=sys.stderr)
         return 2
     ic = awnet.input_config
-    kwargs = {k: v for k, v in (ckpt.get("model_kwargs") or {}).items() if k not in ROUTER_KWARGS}
     plain_name = backbone_name(ckpt["model_name"])
-    plain = create_model(plain_name, input_config=ic, **kwargs)
-    state = {}
-    for k, v in awnet.state_dict().items():
-        if not k.startswith("backbone.") or ".bn_adv." in k:
-            continue
-        state[k[len("backbone.") :].replace(".bn_clean.", ".")] = v
-    plain.load_state_dict(state, strict=True)
-    plain.eval()
+    plain = plain_from_awnet(awnet, plain_name, ckpt.get("model_kwargs"))
 
     if a.check_against:  # warn when --model-dir was not exported from this checkpoint
         proto = onnx.load(a.check_against)

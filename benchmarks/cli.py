@@ -63,6 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", type=Path, default=None, help="built baselines (default OUT/cache)"
     )
     g.add_argument("--rebuild", action="store_true", help="rebuild the baselines even when cached")
+    g = p.add_argument_group("AW-Net graph vs plain backbone (runs alone)")
+    g.add_argument(
+        "--graph-compare",
+        nargs="+",
+        default=None,
+        metavar="ARCH",
+        help="only this: export awnet_ARCH as the exporter ships it (folded) and the plain ARCH "
+        "with the same convs, time them interleaved in process (router mode, --batch-sizes, "
+        "default 1 32 here) and print the ratios against issue 9's graph targets, e.g. "
+        "'--graph-compare resnet18 smallcnn'; weights from --checkpoint when it is awnet_ARCH "
+        "(the shipped small CNN), else random init (timing only); graphs cached in "
+        "--cache-dir/graphs; --write-docs writes its own section of --doc",
+    )
+    g.add_argument(
+        "--graph-unfolded",
+        action=BOOL,
+        default=True,
+        help="with --graph-compare: also the unfolded AW-Net graph (the fold's 'before')",
+    )
     g = p.add_argument_group("in process")
     g.add_argument(
         "--device",
@@ -153,11 +172,15 @@ def _problems(args: argparse.Namespace) -> list[str]:
         bad.append("--http-models must start with awnet")
     if any(m != "awnet" and not getattr(args, m) for m in args.http_models):
         bad.append("--http-models names a baseline that is switched off")
+    if args.graph_compare and any(a.startswith("awnet_") for a in args.graph_compare):
+        bad.append("--graph-compare takes plain backbone names (resnet18, not awnet_resnet18)")
     return bad
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    if args.graph_compare and args.batch_sizes is None:
+        args.batch_sizes = [1, 2] if args.quick else [1, 32]
     for name, (full, quick, *_) in TUNABLES.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
@@ -191,6 +214,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.graph_compare:
+        from benchmarks.graph_compare import run_graph_compare
+
+        return run_graph_compare(args)
     from benchmarks.run import run  # after parsing: --help stays fast
 
     return run(args)

@@ -59,12 +59,13 @@ def section(
     return "\n".join(lines)
 
 
-def write_between_markers(doc: Path, text: str) -> Path:
-    """Replace the marked section of ``doc`` with ``text`` (which carries the markers)."""
+def write_between_markers(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> Path:
+    """Replace the marked section of ``doc`` with ``text`` (which carries the markers);
+    ``--graph-compare`` has markers of its own, so its tables never replace the full run's."""
     old = doc.read_text(encoding="utf-8") if doc.is_file() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        _, tail = rest.split(end, 1)
         new = head + text + tail
     else:
         new = old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"

@@ -11,6 +11,7 @@ from torch import nn
 
 from models.backbones.base import Backbone
 from models.config import InputConfig
+from models.folding import FoldPlan, fold, make_plan
 from models.layers import (
     HARD_MIXES,
     MIX_ADV,
@@ -59,7 +60,6 @@ class AWNet(nn.Module):
 
     _side_channel_active = False  # per instance once set; see _side_channel
 
-
     def __init__(
         self,
         backbone: Backbone,
@@ -85,6 +85,7 @@ class AWNet(nn.Module):
             signal_activation=signal_activation,
         )
         self.mix_mode: Mix = MIX_ROUTER
+        self._fold_plan: FoldPlan | None = None
 
     @property
     def input_config(self) -> InputConfig:
@@ -98,7 +99,9 @@ class AWNet(nn.Module):
     def feature_dim(self) -> int:
         return self.backbone.feature_dim
 
-    def _resolve_mix(self, mix: Mix, p_adv: torch.Tensor) -> tuple[torch.Tensor, str | torch.Tensor]:
+    def _resolve_mix(
+        self, mix: Mix, p_adv: torch.Tensor
+    ) -> tuple[torch.Tensor, str | torch.Tensor]:
         """Return (per-sample mix tensor, what MixBN receives)."""
         n = p_adv.shape[0]
         if isinstance(mix, str):
@@ -107,7 +110,9 @@ class AWNet(nn.Module):
             if mix == MIX_ADV:
                 return torch.ones_like(p_adv), MIX_ADV
             if mix != MIX_ROUTER:
-                raise ValueError(f"unknown mix {mix!r}: use 'router', 'clean', 'adv', a float or a tensor")
+                raise ValueError(
+                    f"unknown mix {mix!r}: use 'router', 'clean', 'adv', a float or a tensor"
+                )
             m = p_adv
         elif isinstance(mix, (int, float)):
             if not 0.0 <= float(mix) <= 1.0:
@@ -129,7 +134,10 @@ class AWNet(nn.Module):
 
     @contextmanager
     def _side_channel(
-        self, signals: Sequence[torch.Tensor], bn_mix: str | torch.Tensor
+        self,
+        signals: Sequence[torch.Tensor | None],
+        bn_mix: str | torch.Tensor,
+        affines: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> Iterator[None]:
         """Hand one forward's regulation signals and MixBN mix to the backbone's layers.
 
@@ -137,6 +145,8 @@ class AWNet(nn.Module):
         module order) and ``bn.mix`` on every :class:`MixBatchNorm2d` for the duration of
         the ``with`` block, and clears them all (back to ``None``) in ``finally``, so no
         layer keeps a stale signal or mix after the block, whether it returns or raises.
+        The folded eval forward also passes ``affines`` (one (scale, shift) per MixBN, set
+        as ``bn.affine``) and ``None`` signals for the convs whose omega they hold.
 
         Not reentrant: the layers hold one signal and one mix each, so a second forward
         of the same instance inside the block (a hook calling the model, another thread)
@@ -156,12 +166,16 @@ class AWNet(nn.Module):
                 conv.signal = s
             for bn in self.mixbns:
                 bn.mix = bn_mix
+            if affines is not None:
+                for bn, affine in zip(self.mixbns, affines, strict=True):
+                    bn.affine = affine
             yield
         finally:
             for conv in self.convs:
                 conv.signal = None
             for bn in self.mixbns:
                 bn.mix = None
+                bn.affine = None
             self._side_channel_active = False
 
     def _backbone(
@@ -180,7 +194,44 @@ class AWNet(nn.Module):
         features, logits = self._backbone(x, signals, bn_mix)
         return AWNetOutput(logits, type_logits, p_adv, mix_t, features)
 
-    def forward_pair(self, x_clean: torch.Tensor, x_adv: torch.Tensor) -> tuple[AWNetOutput, AWNetOutput]:
+    def fold_plan(self) -> FoldPlan:
+        """Which conv feeds which MixBN, for the folded forward (``models.folding``), traced
+        once and cached. The export wrapper asks before tracing, so ``torch.export`` never
+        runs ``torch.fx`` inside its own trace."""
+        if self._fold_plan is None:
+            self._fold_plan = make_plan(self.backbone, self.convs, self.mixbns)
+        return self._fold_plan
+
+    def forward_folded(self, x: torch.Tensor, mix: Mix = None) -> AWNetOutput:
+        """Eval-only :meth:`forward_all` with omega and the MixBN blend folded into one
+        per-sample, per-channel scale and shift (``models.folding``): the exported graph.
+
+        Same outputs as ``forward_all`` in eval mode up to float rounding; "clean" / "adv"
+        use that BN's constants alone, any other mix the blend. The router runs as its
+        parts (extractor, type head, the signal heads stacked into one matmul), so hooks
+        on ``router`` itself do not fire. Training keeps ``forward_all`` /
+        ``forward_pair`` (two BN passes with separate running statistics), so this
+        refuses training mode.
+        """
+        if self.training:
+            raise RuntimeError(
+                "forward_folded uses the BNs' running statistics: call .eval() first"
+            )
+        mix = self.mix_mode if mix is None else mix
+        feats = self.router.extractor(x)
+        type_logits = self.router.type_head(feats)
+        p_adv = torch.softmax(type_logits, dim=1)[:, 1]
+        mix_t, bn_mix = self._resolve_mix(mix, p_adv)
+        omega = self.router.stacked_signals(feats)
+        conv_signals, affines = fold(self.fold_plan(), self.mixbns, omega, bn_mix)
+        with self._side_channel(conv_signals, mix_t, affines):
+            features = self.backbone.forward_features(x)
+            logits = self.backbone.forward_head(features)
+        return AWNetOutput(logits, type_logits, p_adv, mix_t, features)
+
+    def forward_pair(
+        self, x_clean: torch.Tensor, x_adv: torch.Tensor
+    ) -> tuple[AWNetOutput, AWNetOutput]:
         """Training forward by known type: the router sees the clean and the adversarial
         batch *together* (so its BN statistics, in training as at inference, describe
         both kinds of input), then the backbone runs twice, the clean batch through the
@@ -190,13 +241,24 @@ class AWNet(nn.Module):
         type_logits, signals = self.router(torch.cat([x_clean, x_adv]))
         p_adv = torch.softmax(type_logits, dim=1)[:, 1]
         outs = []
-        for sl, x, kind, value in ((slice(0, n), x_clean, MIX_CLEAN, 0.0), (slice(n, None), x_adv, MIX_ADV, 1.0)):
+        for sl, x, kind, value in (
+            (slice(0, n), x_clean, MIX_CLEAN, 0.0),
+            (slice(n, None), x_adv, MIX_ADV, 1.0),
+        ):
             features, logits = self._backbone(x, [s[sl] for s in signals], kind)
-            outs.append(AWNetOutput(logits, type_logits[sl], p_adv[sl], torch.full_like(p_adv[sl], value), features))
+            outs.append(
+                AWNetOutput(
+                    logits, type_logits[sl], p_adv[sl], torch.full_like(p_adv[sl], value), features
+                )
+            )
         return outs[0], outs[1]
 
     def forward(
-        self, x: torch.Tensor, mix: Mix = None, return_all: bool = False, x_adv: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        mix: Mix = None,
+        return_all: bool = False,
+        x_adv: torch.Tensor | None = None,
     ):
         """Logits (or the full :class:`AWNetOutput` with ``return_all``, e.g. under DDP).
 

@@ -6,6 +6,10 @@ gets ``nn.Conv2d`` and ``nn.BatchNorm2d``; the AW-Net model gets
 :class:`MixBatchNorm2d` (a clean BN and an adversarial BN). The AW-Net wrapper sets the
 per-sample signal and mix on those layers for the duration of one forward, through one
 context manager (``AWNet._side_channel``, not reentrant) that clears them afterwards.
+
+The eval/export forward (``AWNet.forward_folded``, ``models.folding``) sets a per-sample,
+per-channel ``affine`` (scale, shift) on each MixBN instead: in eval mode omega and both BNs
+are affine per channel, so the blend is one multiply and one add on the feature map.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ class NormFactory(Protocol):
     def __call__(self, channels: int) -> nn.Module: ...
 
 
-def plain_conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Module:
+def plain_conv(
+    in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0
+) -> nn.Module:
     return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=False)
 
 
@@ -64,7 +70,9 @@ class WeightVariedConv2d(nn.Conv2d):
     how it is computed: the weights stay shared and the extra cost is one multiply.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0
+    ) -> None:
         super().__init__(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=False)
         self.signal: torch.Tensor | None = None
 
@@ -84,6 +92,12 @@ class MixBatchNorm2d(nn.Module):
     - a tensor of shape (N,) in [0, 1]: soft blend
       ``(1 - m) * BN_clean(h) + m * BN_adv(h)`` per sample (inference only: in training
       mode a soft blend would update both BNs' statistics with the same batch).
+
+    ``affine`` (set only by the folded eval forward, ``AWNet.forward_folded``): a pair
+    (scale, shift) of N x C x 1 x 1 tensors (``models.folding``: the blend of both BNs at
+    the mix, times the preceding conv's omega when that conv feeds only this layer); the
+    layer then computes ``h * scale + shift``, the same blend in one multiply and one add
+    instead of two BN passes and the mix.
     """
 
     def __init__(self, channels: int) -> None:
@@ -91,8 +105,12 @@ class MixBatchNorm2d(nn.Module):
         self.bn_clean = nn.BatchNorm2d(channels)
         self.bn_adv = nn.BatchNorm2d(channels)
         self.mix: str | torch.Tensor | None = None
+        self.affine: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.affine is not None:
+            scale, shift = self.affine
+            return h * scale + shift
         mix = self.mix
         if mix is None:
             raise RuntimeError("MixBatchNorm2d used outside an AW-Net forward (no mix set)")
@@ -106,7 +124,9 @@ class MixBatchNorm2d(nn.Module):
         return self.bn_clean(h) * (1.0 - m) + self.bn_adv(h) * m
 
 
-def awnet_conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Module:
+def awnet_conv(
+    in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0
+) -> nn.Module:
     return WeightVariedConv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding)
 
 

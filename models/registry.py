@@ -58,6 +58,12 @@ _BACKBONES: dict[str, BackboneSpec] = {
         "small CNN at quarter width (8-8-16-16, fc 32): where robustness costs clean accuracy",
         "this project",
     ),
+    "smallcnn_w4": BackboneSpec(
+        lambda ic, layers, **kw: SmallCNN(ic, layers, **{"width": 4, "hidden": 16, **kw}),
+        digits_config,
+        "small CNN at eighth width (4-4-8-8, fc 16): the narrowest point of the trade-off sweep",
+        "this project",
+    ),
     "resnet18": BackboneSpec(
         lambda ic, layers, **kw: ResNet(ic, layers, blocks=(2, 2, 2, 2), **kw),
         cifar10_config,

@@ -158,13 +158,18 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-every", type=int, default=D.eval_every, help="validate every N epochs (default: %(default)s)")
     g.add_argument("--val-attack-steps", type=int, default=D.val_attack_steps,
                    help="APGD-CE (torchattacks) steps of robust validation, 0 = off (default: %(default)s)")
+    g.add_argument("--val-apgdt-targets", type=int, default=D.val_apgdt_targets,
+                   help="APGD-T (torchattacks, targeted DLR) target classes of robust validation, same images as "
+                        "APGD-CE; AutoAttack uses 9; 0 = off (default: %(default)s)")  # fmt: skip
+    g.add_argument("--val-apgdt-steps", type=int, default=D.val_apgdt_steps,
+                   help="APGD-T steps per target class (default: %(default)s)")  # fmt: skip
     g.add_argument("--val-square-every", type=int, default=D.val_square_every,
                    help="Square (gradient-free) check every N validations, and always on the last; 0 = off (default: %(default)s)")
     g.add_argument("--val-square-samples", type=int, default=D.val_square_samples,
                    help="fixed validation subset the Square check attacks (default: %(default)s)")
     g.add_argument("--val-square-queries", type=int, default=D.val_square_queries, help="default: %(default)s")
     g.add_argument("--masking-margin", type=float, default=D.masking_margin,
-                   help="masking alarm when APGD or Square beats PGD by more than this accuracy (default: %(default)s)")
+                   help="masking alarm when APGD-CE, APGD-T or Square beats PGD by more than this accuracy (default: %(default)s)")  # fmt: skip
     g.add_argument("--val-max-samples", type=int, default=D.val_max_samples, help="validation subset size (default: %(default)s)")
     g.add_argument("--max-train-samples", type=int, default=D.max_train_samples,
                    help="train on the first N samples only, 0 = all (smoke runs) (default: %(default)s)")

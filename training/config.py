@@ -65,6 +65,8 @@ class TrainConfig:
     eval_attack_steps: int = 20
     eval_every: int = 1
     val_attack_steps: int = 100  # APGD-CE (torchattacks) on the validation split; 0: off
+    val_apgdt_targets: int = 3  # APGD-T (targeted DLR) target classes, same images; 0: off
+    val_apgdt_steps: int = 100  # APGD-T steps per target class
     val_square_every: int = 2  # Square check every N validations (and on the last); 0: off
     val_square_samples: int = 100  # fixed validation subset of the Square check
     val_square_queries: int = 1000
@@ -137,6 +139,8 @@ class TrainConfig:
             raise ValueError(f"unknown kd reduction {self.kd_reduction!r}; choose from {', '.join(KD_REDUCTIONS)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
+        if self.val_apgdt_targets < 0 or (self.val_apgdt_targets > 0 and self.val_apgdt_steps < 1):
+            raise ValueError("--val-apgdt-targets must be >= 0 (0: off), --val-apgdt-steps >= 1")
         unused = self.unused_options(given)
         if unused:
             raise ValueError(describe_unused(unused))
@@ -234,13 +238,17 @@ OPTION_RULES: tuple[OptionRule, ...] = (
                "--dataset cifar10, cifar100, svhn or tinyimagenet (mnist5k is embedded, "
                "imagefolder:PATH names its own folder)",
                lambda c: _dataset_source(c) in ("torchvision", "folder")),
-    OptionRule(("val_attack_steps", "val_square_every"),
+    OptionRule(("val_attack_steps", "val_apgdt_targets", "val_square_every"),
                "a method that trains on adversarial examples (a standard model is validated and selected on clean accuracy)",
                lambda c: c.method in ADVERSARIAL_METHODS),
+    OptionRule(("val_apgdt_steps",), "--val-apgdt-targets > 0 (APGD-T on)",
+               lambda c: c.method in ADVERSARIAL_METHODS and c.val_apgdt_targets > 0),
     OptionRule(("val_square_samples", "val_square_queries"), "--val-square-every > 0 (the Square check on)",
                lambda c: c.method in ADVERSARIAL_METHODS and c.val_square_every > 0),
-    OptionRule(("masking_margin",), "a check to compare PGD with: --val-attack-steps > 0 or --val-square-every > 0",
-               lambda c: c.method in ADVERSARIAL_METHODS and (c.val_attack_steps > 0 or c.val_square_every > 0)),
+    OptionRule(("masking_margin",),
+               "a check to compare PGD with: --val-attack-steps, --val-apgdt-targets or --val-square-every > 0",
+               lambda c: c.method in ADVERSARIAL_METHODS
+               and (c.val_attack_steps > 0 or c.val_apgdt_targets > 0 or c.val_square_every > 0)),
     OptionRule(("augment",), "a dataset other than mnist5k (the embedded digits are never augmented)",
                lambda c: _dataset_source(c) != "embedded"),
 )  # fmt: skip

@@ -239,7 +239,7 @@ class Trainer:
         }
 
     def validate(self, index: int, last: bool) -> dict[str, Any]:
-        """Robust validation (training/validation.py): PGD, APGD-CE, and Square when due."""
+        """Robust validation (training/validation.py): PGD, APGD-CE, APGD-T, and Square when due."""
         return robust_validation(
             self.model, self.val_set, self.cfg, self.device, index, last, progress=self.dist.is_main
         )
@@ -334,6 +334,7 @@ class Trainer:
                         tqdm.write(
                             f"epoch {epoch + 1}: val clean {v['clean_acc']:.4f} pgd{cfg.eval_attack_steps} {v['pgd_acc']:.4f}"
                             + (f" apgd-ce {v['apgd_acc']:.4f}" if "apgd_acc" in v else "")
+                            + (f" apgd-t {v['apgdt_acc']:.4f}" if "apgdt_acc" in v else "")
                             + (f" square {v['square_acc']:.4f}" if "square_acc" in v else "")
                             + (f" eps1 {v['acc_eps1']:.3f}" if "acc_eps1" in v else "")
                             + (f" router auc {v['router_auc']:.4f}" if "router_auc" in v else "")

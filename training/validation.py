@@ -3,9 +3,12 @@
 Our own PGD is what the model trains against, so a model can learn to defeat it (masked
 or obfuscated gradients) and look more robust the longer it trains. Validation therefore
 adds APGD-CE from torchattacks (parameter-free step size, its own loss schedule) on the
-validation split, and every few validations a gradient-free check: Square on a fixed
-subset plus PGD at eps = 1 (which must reach 0 %). Checkpoint selection uses the worst of
-the robust figures; a gap between them larger than ``masking_margin`` raises the alarm.
+validation split, APGD-T (targeted DLR, the ``val_apgdt_targets`` highest other classes:
+AutoAttack's second attack, the one that broke a checkpoint APGD-CE had passed; see
+docs/results.md, issue 17) on the same images, and every few validations a gradient-free
+check: Square on a fixed subset plus PGD at eps = 1 (which must reach 0 %). Checkpoint
+selection uses the worst of the robust figures; any of them below PGD by more than
+``masking_margin`` raises the alarm.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ def robust_validation(
     model: nn.Module, val_set: Dataset, cfg: TrainConfig, device: torch.device, index: int, last: bool,
     progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """Validation figures: clean, PGD (ours), APGD-CE, and when due Square and PGD at eps 1
-    on the fixed subset; ``robust_acc`` is the worst of them, ``masking`` the alarm (or None)."""
+    """Validation figures: clean, PGD (ours), APGD-CE, APGD-T, and when due Square and PGD at
+    eps 1 on the fixed subset; ``robust_acc`` is the worst of them, ``masking`` the alarm (or None)."""
     from training.evaluation import library
 
     bare = unwrap(model)
@@ -68,6 +71,13 @@ def robust_validation(
             apgd = library.apgd(bare, eps, "ce", steps=cfg.val_attack_steps, seed=cfg.seed)
             res["apgd_acc"] = float(_accuracy(bare, apgd, x, y).mean())
             robust["apgd"] = res["apgd_acc"]
+        if cfg.val_apgdt_targets > 0:  # AW-Net too: its input config is its backbone's
+            num_classes = bare.input_config.num_classes
+            apgdt = library.apgd_t(bare, eps, num_classes, steps=cfg.val_apgdt_steps, seed=cfg.seed,
+                                   targets=cfg.val_apgdt_targets)  # fmt: skip
+            res["apgdt_acc"] = float(_accuracy(bare, apgdt, x, y).mean())
+            res["apgdt_targets"] = min(cfg.val_apgdt_targets, num_classes - 1)
+            robust["apgd-t"] = res["apgdt_acc"]
         if square_due(cfg, index, last):
             xs, ys = x[: cfg.val_square_samples], y[: cfg.val_square_samples]
             square = library.square(bare, eps, queries=cfg.val_square_queries, seed=cfg.seed)
@@ -91,6 +101,8 @@ def masking_alarm(res: dict[str, Any], margin: float) -> dict[str, Any] | None:
     reasons = []
     if "apgd_acc" in res and res["apgd_acc"] < res["pgd_acc"] - margin:
         reasons.append(f"APGD-CE {res['apgd_acc']:.3f} < PGD {res['pgd_acc']:.3f} - {margin}")
+    if "apgdt_acc" in res and res["apgdt_acc"] < res["pgd_acc"] - margin:
+        reasons.append(f"APGD-T {res['apgdt_acc']:.3f} < PGD {res['pgd_acc']:.3f} - {margin}")
     if "square_acc" in res and res["square_acc"] < res["pgd_acc_square_subset"] - margin:
         reasons.append(f"Square {res['square_acc']:.3f} < PGD {res['pgd_acc_square_subset']:.3f} - {margin} "
                        f"(same {res['square_samples']} images)")  # fmt: skip
@@ -98,5 +110,5 @@ def masking_alarm(res: dict[str, Any], margin: float) -> dict[str, Any] | None:
         reasons.append(f"PGD at eps 1 leaves {res['acc_eps1']:.3f} correct (must be 0)")
     if not reasons:
         return None
-    keys = ("pgd_acc", "apgd_acc", "square_acc", "pgd_acc_square_subset", "acc_eps1")
+    keys = ("pgd_acc", "apgd_acc", "apgdt_acc", "square_acc", "pgd_acc_square_subset", "acc_eps1")
     return {"reasons": reasons, "margin": margin, "figures": {k: res[k] for k in keys if k in res}}

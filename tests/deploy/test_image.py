@@ -513,7 +513,8 @@ def test_training_image_on_cpu_torch_trains_and_exports(tmp_path, report):
                 *config["Entrypoint"]]
         train = ["train", "--method", "awnet", "--teacher-free", "--epochs", "1",
                  "--max-train-samples", "256", "--batch-size", "32", "--attack-steps", "2",
-                 "--eval-attack-steps", "2", "--val-max-samples", "64", "--device", "cpu",
+                 "--eval-attack-steps", "2", "--val-max-samples", "64", "--val-attack-steps", "5",
+                 "--val-apgdt-steps", "3", "--device", "cpu",
                  "--out", "/workspace/out/runs/tiny"]
         export = ["export", "--checkpoint", "/workspace/out/runs/tiny/last.pt",
                   "--out", "/workspace/out/repository/tiny/1", "--eval-steps", "2",

@@ -22,7 +22,11 @@ from training.export.calibrate import rates, threshold_for_fpr
 from training.export.exporter import export_checkpoint
 from training.export.parity import ort_session
 
-BACKBONES = [("smallcnn", {}), ("resnet18", {}), ("wrn", {"depths": (1, 1, 1), "widths": (1, 2, 1)})]
+BACKBONES = [
+    ("smallcnn", {}),
+    ("resnet18", {}),
+    ("wrn", {"depths": (1, 1, 1), "widths": (1, 2, 1)}),
+]
 
 
 @pytest.mark.slow
@@ -32,7 +36,15 @@ def test_export_every_backbone_passes_parity(tmp_path, make_checkpoint, name, kw
     full = ("awnet_" if awnet else "") + name
     ckpt = make_checkpoint(full, **kw)
     out = tmp_path / "repo" / full.replace("_", "-") / "1"
-    res = export_checkpoint(ckpt, out, skip_eval=True, parity_samples=10, eval_max_samples=64, eval_steps=3, log=lambda *a: None)
+    res = export_checkpoint(
+        ckpt,
+        out,
+        skip_eval=True,
+        parity_samples=10,
+        eval_max_samples=64,
+        eval_steps=3,
+        log=lambda *a: None,
+    )
     m = res.manifest
     assert m["kind"] == ("awnet" if awnet else "static")
     assert {r.mode for r in res.parity} == {"router", "forced_clean", "forced_adv", "per_sample"}
@@ -55,11 +67,22 @@ def test_export_every_backbone_passes_parity(tmp_path, make_checkpoint, name, kw
 def test_static_export_of_awnet_is_its_clean_branch(tmp_path, make_checkpoint) -> None:
     ckpt = make_checkpoint("awnet_smallcnn")
     out = tmp_path / "repo" / "static" / "1"
-    res = export_checkpoint(ckpt, out, static=True, skip_eval=True, parity_samples=8, eval_max_samples=32, eval_steps=2, log=lambda *a: None)
+    res = export_checkpoint(
+        ckpt,
+        out,
+        static=True,
+        skip_eval=True,
+        parity_samples=8,
+        eval_max_samples=32,
+        eval_steps=2,
+        log=lambda *a: None,
+    )
     assert res.manifest["kind"] == "static" and res.manifest["router"] is None
     model, _ = load_model(ckpt)
     x = torch.rand(3, 1, 28, 28)
-    logits, p_adv, mix = ort_session(out / "model.onnx").run(None, {"image": x.numpy(), "mix_override": -np.ones(3, np.float32)})
+    logits, p_adv, mix = ort_session(out / "model.onnx").run(
+        None, {"image": x.numpy(), "mix_override": -np.ones(3, np.float32)}
+    )
     with torch.no_grad():
         np.testing.assert_allclose(logits, model(x, mix="clean").numpy(), atol=1e-4)
     assert not p_adv.any() and not mix.any()
@@ -92,7 +115,13 @@ print(json.dumps({"torch_loaded": "torch" in sys.modules}))
 
 
 def _load_in_service(version_dir: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", LOADER, str(version_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADER, str(version_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, second = proc.stdout.strip().splitlines()[-2:]
     assert json.loads(second) == {"torch_loaded": False}
@@ -104,7 +133,15 @@ def exported(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("artifact")
     ckpt = fake_checkpoint(tmp, "awnet_smallcnn")
     out = tmp / "repo" / "awnet-test" / "1"
-    export_checkpoint(ckpt, out, skip_eval=True, parity_samples=8, eval_max_samples=32, eval_steps=2, log=lambda *a: None)
+    export_checkpoint(
+        ckpt,
+        out,
+        skip_eval=True,
+        parity_samples=8,
+        eval_max_samples=32,
+        eval_steps=2,
+        log=lambda *a: None,
+    )
     return out
 
 
@@ -118,6 +155,18 @@ def _rehash(d: Path) -> None:
     m = json.loads((d / "manifest.json").read_text())
     m["onnx"]["sha256"] = sha256_file(d / "model.onnx")
     (d / "manifest.json").write_text(json.dumps(m))
+
+
+def test_exported_awnet_graph_is_folded_and_matches_the_unfolded_forward(exported) -> None:
+    """The shipped graph is the folded forward: no BN node left (each MixBN is one Mul and
+    one Add on its feature map), and the exporter's parity held it to the unfolded one."""
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(exported / "model.onnx")).graph.node]
+    assert "BatchNormalization" not in ops
+    rows = json.loads((exported / "manifest.json").read_text())["parity"]["rows"]
+    assert {r["mode"] for r in rows} == {"router", "forced_clean", "forced_adv", "per_sample"}
+    assert max(r["logits_max_abs"] for r in rows) < 1e-3
 
 
 def test_loader_accepts_good_artifact(exported) -> None:

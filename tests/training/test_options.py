@@ -60,9 +60,17 @@ REFUSED = [
     (["--augment"], "--augment"),
     (["--val-square-every", "0", "--val-square-samples", "10"], "--val-square-samples"),
     (["--val-square-every", "0", "--val-square-queries", "10"], "--val-square-queries"),
-    (["--method", "trades", "--val-attack-steps", "0", "--val-square-every", "0", "--masking-margin", "0.1"],
-     "--masking-margin"),
+    (
+        ["--method", "trades", "--val-attack-steps", "0", "--val-apgdt-targets", "0"]
+        + ["--val-square-every", "0", "--masking-margin", "0.1"],
+        "--masking-margin",
+    ),
     (["--val-attack-steps", "50"], "--val-attack-steps"),  # a standard model is selected on clean accuracy
+    (["--val-apgdt-targets", "2"], "--val-apgdt-targets"),
+    (
+        ["--method", "trades", "--val-apgdt-targets", "0", "--val-apgdt-steps", "9"],
+        "--val-apgdt-steps",
+    ),
 ]
 
 ACCEPTED = [
@@ -76,6 +84,8 @@ ACCEPTED = [
      "--kd-reduction", "batchmean", "--router-adaptive", "--evasion-lambdas", "1", "2"],
     ["--method", "trades", "--no-router-adaptive", "--val-attack-steps", "0", "--masking-margin", "0.1"],
     ["--method", "pgd-at", "--val-square-every", "3", "--val-square-samples", "10", "--val-square-queries", "10"],
+    ["--method", "trades", "--val-attack-steps", "0", "--val-apgdt-targets", "9", "--val-apgdt-steps", "20",
+     "--masking-margin", "0.1"],
     ["--model", "wrn", "--depths", "1", "1", "1", "--widths", "1", "1", "1"],
     ["--method", "awnet", "--teacher-free", "--model", "awnet_wrn", "--depths", "1", "1", "1"],
     ["--lr-schedule", "multistep", "--milestones", "2", "3", "--lr-gamma", "0.5"],

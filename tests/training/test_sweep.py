@@ -27,10 +27,10 @@ def _run(argv: list[str]) -> int:
         return int(exc.code or 0)
 
 
-def _card(out: Path, clean: float, worst: float, eps: float, n: int = 500) -> None:
+def _card(out: Path, clean: float, worst: float, eps: float, n: int = 500, checkpoint: str = "best.pt") -> None:
     """A minimal evaluation.json as `evaluate` writes it."""
     out.mkdir(parents=True, exist_ok=True)
-    card = {"settings": {"n": n, "eps": eps, "seed": 0, "budget": "reproduce"}, "clean": {"acc": clean},
+    card = {"model": {"path": f"runs/x/{checkpoint}"}, "settings": {"n": n, "eps": eps, "seed": 0, "budget": "reproduce"}, "clean": {"acc": clean},
             "worst_case": {"acc": worst, "wra": (clean + worst) / 2},
             "attacks": [{"name": "pgd20", "acc": worst}], "sanity": [{"name": "eps", "passed": True}]}  # fmt: skip
     (out / "evaluation.json").write_text(json.dumps(card))
@@ -161,3 +161,21 @@ def test_one_tiny_cell_end_to_end(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert _run(argv) == 0  # resumed: nothing left to run
     assert "sweep: 0 cells run" in capsys.readouterr().out
+
+
+def test_a_cell_whose_every_validation_alarmed_is_reported_and_never_picked(tmp_path: Path) -> None:
+    """No best.pt (masking alarm at every validation): last.pt is evaluated and shown, but not a trade-off setting."""
+    results, out = tmp_path / "results", tmp_path / "docs" / "results.md"
+    _card(results / "smallcnn_w8" / "standard-eps0.45", 0.97, 0.0, 0.45)
+    _card(results / "smallcnn_w8" / "pgd-at-eps0.45", 0.90, 0.3, 0.45, checkpoint="last.pt")
+    rows = sweep.load_rows(results)
+    assert [r["alarm"] for r in rows if r["method"] == "pgd-at"] == [True]
+    assert sweep.pick_setting(rows, size=lambda m: 1) is None  # 7 points of clean cost, but masked
+    body = sweep.render_sweep(results, out, None)
+    assert "Masking alarm at every validation (no best.pt; last.pt evaluated, never picked): smallcnn_w8/pgd-at-eps0.45." in body
+    (run := tmp_path / "runs" / "c").mkdir(parents=True)
+    cell = sweep.Cell("smallcnn_w8", "pgd-at", 0.45, run, results / "c")
+    (run / "last.pt").write_bytes(b"")
+    assert sweep.checkpoint(cell).name == "last.pt"
+    (run / "best.pt").write_bytes(b"")
+    assert sweep.checkpoint(cell).name == "best.pt"

@@ -20,12 +20,12 @@ from training.config import TrainConfig
 from training.trainer import Trainer
 
 TINY = dict(max_train_samples=256, batch_size=64, attack_steps=2, eval_attack_steps=2, val_max_samples=64, log_every=1,
-            val_attack_steps=5, val_square_samples=32, val_square_queries=50)
+            val_attack_steps=5, val_apgdt_steps=3, val_square_samples=32, val_square_queries=50)  # fmt: skip
 
 
 def tiny(**kw) -> dict:
     """TINY for ``kw``'s method: a standard run takes no training-attack options."""
-    robust_only = ("attack_steps", "val_attack_steps", "val_square_samples", "val_square_queries")
+    robust_only = ("attack_steps", "val_attack_steps", "val_apgdt_steps", "val_square_samples", "val_square_queries")  # fmt: skip
     base = {k: v for k, v in TINY.items() if not (kw.get("method", "standard") == "standard" and k in robust_only)}
     return {**base, **kw}
 
@@ -109,7 +109,7 @@ def test_torchrun_two_cpu_processes(tmp_path) -> None:
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
         "--master_port", str(free_port()), "-m", "training", "train", "--method", "awnet", "--teacher-free",
         "--epochs", "1", "--max-train-samples", "256", "--batch-size", "32", "--attack-steps", "2",
-        "--eval-attack-steps", "2", "--val-max-samples", "64", "--device", "cpu", "--log-every", "1", "--out", str(out),
+        "--eval-attack-steps", "2", "--val-max-samples", "64", "--val-attack-steps", "5", "--val-apgdt-steps", "3", "--device", "cpu", "--log-every", "1", "--out", str(out),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

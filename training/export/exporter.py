@@ -96,6 +96,9 @@ def export_checkpoint(
     awnet = is_awnet(model)
     kind = "static" if (static or not awnet) else "awnet"
     wrapper = StaticExportWrapper(model) if kind == "static" else ExportWrapper(model)
+    # parity and probes hold the (folded: training.export.graph) graph to the layer-by-layer
+    # eval forward, so a folding error cannot pass as agreement with itself
+    reference = (StaticExportWrapper if kind == "static" else ExportWrapper)(model, fold=False)
     ic = model.input_config
     eps = float(cfg.eps)
     t0 = time.time()
@@ -114,7 +117,7 @@ def export_checkpoint(
         # parity on clean and PGD validation inputs, in router and both forced modes
         xp, yp = xv[:parity_samples], yv[:parity_samples]
         batches = {"clean": xp, "pgd": _pgd(model, xp, yp, eps, 10)}
-        rows = parity_check(wrapper, onnx_tmp, batches)
+        rows = parity_check(reference, onnx_tmp, batches)
         log("parity (ONNX Runtime vs PyTorch):\n" + format_table(rows))
 
         router: dict[str, Any] | None = None
@@ -167,7 +170,7 @@ def export_checkpoint(
 
         probes = None
         if probe_samples > 0:
-            probes = _probes(model, wrapper, onnx_tmp, Path(tmp), cfg, kind, router, eps, eval_steps,
+            probes = _probes(model, reference, onnx_tmp, Path(tmp), cfg, kind, router, eps, eval_steps,
                              probe_samples, parity={"logits": 1e-3, "p_adv": 1e-4})  # fmt: skip
             log(f"probe set: {probes['clean']['count']} clean + {probes['adversarial']['count']} adversarial "
                 f"({probes['adversarial']['attack']}); clean accuracy {probes['clean']['accuracy']:.3f}"

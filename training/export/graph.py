@@ -18,35 +18,77 @@ TRAINING_ONLY_OPS = {
 }  # fmt: skip
 
 
-class ExportWrapper(nn.Module):
-    """AW-Net: (image, mix_override) -> (logits, p_adv, mix); one call routes each sample."""
+# What an AW-Net graph holds, written into its ``metadata_props`` (``awnet.holds``): in a
+# folded graph the BN statistics and the stacked signal heads become constants with
+# generated names, so a reader of the file (benchmarks.baselines.graph_facts) cannot tell
+# the parts from the initializers' names any more.
+AWNET_PARTS = ("router.extractor", "router.type_head", "router.signal_heads", "bn_clean", "bn_adv")
+CLEAN_BRANCH_PARTS = ("router.extractor", "router.signal_heads", "bn_clean")
+FOLD_NOTE = (
+    "omega and MixBN folded: one Mul and one Add per feature map, scale and shift per sample "
+    "and channel (models/folding.py)"
+)
 
-    def __init__(self, model: nn.Module) -> None:
+
+def _notes(parts: tuple[str, ...], fold: bool) -> dict[str, str]:
+    return {"awnet.holds": " ".join(parts), "awnet.graph": FOLD_NOTE if fold else "unfolded"}
+
+
+class ExportWrapper(nn.Module):
+    """AW-Net: (image, mix_override) -> (logits, p_adv, mix); one call routes each sample.
+
+    ``fold`` (default): the graph is ``AWNet.forward_folded``, omega and the MixBN blend as
+    one per-sample, per-channel multiply and add on each feature map (``models.folding``),
+    which is what makes the AW-Net graph cost little more than the plain backbone in ONNX
+    Runtime. ``fold=False`` is the layer-by-layer eval forward (``forward_all``: omega's
+    multiply, both BNs, the blend): the reference the parity check compares the graph with,
+    and the "before" graph of the benchmark's ``--graph-compare``.
+    """
+
+    def __init__(self, model: nn.Module, fold: bool = True) -> None:
         super().__init__()
         self.model = model
+        self.fold = fold
+        self.graph_notes = _notes(AWNET_PARTS, fold)
+        if fold:
+            model.fold_plan()  # traced now, not inside torch.export's trace
 
-    def forward(self, image: torch.Tensor, mix_override: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.model.forward_all(image, mix_override)
+    def forward(
+        self, image: torch.Tensor, mix_override: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        forward = self.model.forward_folded if self.fold else self.model.forward_all
+        out = forward(image, mix_override)
         return out.logits, out.p_adv, out.mix
 
 
 class StaticExportWrapper(nn.Module):
     """Static baseline with the same signature: a plain backbone, or an AW-Net's clean
-    branch alone; ``p_adv`` and ``mix`` are zeros."""
+    branch alone (folded like the AW-Net graph unless ``fold=False``, from the clean BN's
+    constants only); ``p_adv`` and ``mix`` are zeros."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, fold: bool = True) -> None:
         super().__init__()
         self.model = model
         self.awnet = is_awnet(model)
+        self.fold = fold and self.awnet
+        self.graph_notes = _notes(CLEAN_BRANCH_PARTS, self.fold) if self.awnet else {}
+        if self.fold:
+            model.fold_plan()
 
-    def forward(self, image: torch.Tensor, mix_override: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.model(image, mix="clean") if self.awnet else self.model(image)
+    def forward(
+        self, image: torch.Tensor, mix_override: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.fold:
+            logits = self.model.forward_folded(image, "clean").logits
+        else:
+            logits = self.model(image, mix="clean") if self.awnet else self.model(image)
         zeros = mix_override * 0.0
         return logits, zeros, zeros
 
 
 def export_onnx(wrapper: nn.Module, sample: torch.Tensor, path: Path, opset: int = 18) -> None:
-    """Trace ``wrapper`` to ONNX with a dynamic batch dimension named N."""
+    """Trace ``wrapper`` to ONNX with a dynamic batch dimension named N; the wrapper's
+    ``graph_notes`` (what the graph holds) go into the file's ``metadata_props``."""
     wrapper.eval()
     n = sample.shape[0]
     override = torch.full((n,), -1.0)
@@ -63,6 +105,13 @@ def export_onnx(wrapper: nn.Module, sample: torch.Tensor, path: Path, opset: int
         external_data=False,
         verbose=False,
     )
+    notes = getattr(wrapper, "graph_notes", None)
+    if notes:
+        proto = onnx.load(str(path))
+        onnx.helper.set_model_props(
+            proto, {**{p.key: p.value for p in proto.metadata_props}, **notes}
+        )
+        onnx.save(proto, str(path))
 
 
 def check_graph(path: Path) -> onnx.ModelProto:
@@ -86,10 +135,11 @@ def check_graph(path: Path) -> onnx.ModelProto:
 
 def graph_shapes(model: onnx.ModelProto) -> dict[str, dict[str, list[int]]]:
     def dims(vi) -> list[int]:
-        return [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+        return [
+            d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim
+        ]
 
     return {
         "inputs": {i.name: dims(i) for i in model.graph.input},
         "outputs": {o.name: dims(o) for o in model.graph.output},
     }
-
