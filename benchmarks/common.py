@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-DEFAULT_MODEL_DIR = ROOT / "models/repository/awnet-mnist/1"
-DEFAULT_CHECKPOINT = ROOT / "models/checkpoints/awnet-mnist-1.pt"
+SHIPPED_MODEL, SHIPPED_VERSION = "awnet-mnist", "2"  # the bundled default (scripts/make_default_model.sh)
+DEFAULT_MODEL_DIR = ROOT / "models/repository" / SHIPPED_MODEL / SHIPPED_VERSION
+DEFAULT_CHECKPOINT = ROOT / "models/checkpoints" / f"{SHIPPED_MODEL}-{SHIPPED_VERSION}.pt"
 DEFAULT_OUT = ROOT / "runs/benchmark"
 DOC = ROOT / "docs/benchmark.md"
 FIGURES = ROOT / "docs/figures"

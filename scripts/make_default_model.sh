@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RUN=${RUN:-runs/mnist5k}
 NAME=awnet-mnist
-VERSION=${VERSION:-1}
+VERSION=${VERSION:-2}
 BUDGET=${BUDGET:-standard}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 t0=$SECONDS

@@ -5,9 +5,11 @@
 # the seeds that exist.
 #
 #   SETTING  mnist-eps0.3 (default: the embedded digits at eps 0.3, small CNN)
-#            mnist-eps0.4-w8 (the trade-off setting: eps 0.4, quarter-width small CNN)
+#            mnist-eps0.4-w8 (eps 0.4, quarter-width small CNN: 2 points of clean cost only)
+#            mnist1k-eps0.3-w8 (the trade-off setting: eps 0.3, quarter width, the first 1,000 training digits)
 #            cifar10-resnet18 / cifar10-wrn34r (GPU machines; CIFAR-10 under --data-root)
 #   SEED     the seed of every training run and attack (default 0)
+#   TEACHER  AW-Net's robust teacher and initialisation: trades (default) or pgd-at (the trade-off setting's)
 #   N        test images evaluated (default 500 = all embedded test digits)
 #   BUDGET   attack budget of `evaluate` (default reproduce; standard = full AutoAttack)
 #   RESULTS, REPORT, RUNS_ROOT  where cards, docs/results.md and run folders go;
@@ -26,12 +28,18 @@ DATA=(--dataset mnist5k)
 case "$SETTING" in
   mnist-eps0.3)    EPS=0.3;    MODEL=smallcnn;    EPOCHS=8;   COMMON=(--eps-warmup-epochs 2 --eval-every 4) ;;
   mnist-eps0.4-w8) EPS=0.4;    MODEL=smallcnn_w8; EPOCHS=8;   COMMON=(--eps-warmup-epochs 2 --eval-every 4) ;;
+  # The trade-off setting the sweep found (docs/results.md): the first 1,000 training digits. AW-Net's robust
+  # teacher and initialisation is PGD-AT there: TRADES teachers masked gradients in the trade-off settings.
+  mnist1k-eps0.3-w8) EPS=0.3;  MODEL=smallcnn_w8; EPOCHS=8;   COMMON=(--eps-warmup-epochs 2 --eval-every 4)
+                   DATA=(--dataset mnist5k --max-train-samples 1000); TEACHER=${TEACHER:-pgd-at} ;;
   cifar10-resnet18) EPS=0.031372549; MODEL=resnet18; EPOCHS=100; DATA=(--dataset cifar10 --data-root "${DATA_ROOT:?set DATA_ROOT}")
                    COMMON=(--lr 0.1 --weight-decay 2e-4 --lr-schedule multistep --milestones 75 90 --eval-every 5) ;;
   cifar10-wrn34r)  EPS=0.031372549; MODEL=wrn34_r; EPOCHS=100; DATA=(--dataset cifar10 --data-root "${DATA_ROOT:?set DATA_ROOT}")
                    COMMON=(--lr 0.1 --weight-decay 2e-4 --lr-schedule multistep --milestones 75 90 --grad-clip 5 --eval-every 5) ;;
   *) echo "unknown SETTING $SETTING" >&2; exit 2 ;;
 esac
+TEACHER=${TEACHER:-trades}
+case "$TEACHER" in trades|pgd-at) ;; *) echo "unknown TEACHER $TEACHER (trades or pgd-at)" >&2; exit 2 ;; esac
 RESULTS=${RESULTS:-results}
 RUNS=${RUNS_ROOT:-runs/reproduce}/$SETTING/seed$SEED
 OUT=$RESULTS/$SETTING/seed$SEED
@@ -66,10 +74,10 @@ train pgd-at   --method pgd-at   --model "$MODEL" "${COMMON[@]}"
 train trades   --method trades   --model "$MODEL" "${COMMON[@]}"
 train trades+rat --method trades --rat --model "$MODEL" "${COMMON[@]}"
 teachers_ready() {  # another lane may still be training them
-  while [[ ! -f "$RUNS/standard/.done" || ! -f "$RUNS/trades/.done" ]]; do sleep 15; done
+  while [[ ! -f "$RUNS/standard/.done" || ! -f "$RUNS/$TEACHER/.done" ]]; do sleep 15; done
 }
 if selected awnet || selected awnet+rat || selected awnet-plain-router; then teachers_ready; fi
-TEACHERS=(--clean-teacher "$RUNS/standard/best.pt" --robust-teacher "$RUNS/trades/best.pt" --init-from "$RUNS/trades/best.pt")
+TEACHERS=(--clean-teacher "$RUNS/standard/best.pt" --robust-teacher "$RUNS/$TEACHER/best.pt" --init-from "$RUNS/$TEACHER/best.pt")
 train awnet     --method awnet --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
 train awnet+rat --method awnet --rat --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
 MODELS=(standard pgd-at trades trades+rat awnet awnet+rat)

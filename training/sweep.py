@@ -149,7 +149,13 @@ def param_count(model: str) -> int:
     return sum(p.numel() for p in create_model(model).parameters())
 
 
-def pick_setting(rows: list[Row], goal: float = COST_GOAL, size: Callable[[str], int] = param_count) -> Row | None:
+def setting_prefix(max_train_samples: int | None) -> str:
+    """make reproduce's name for the training split: ``mnist`` (all 4,000 digits) or ``mnist1k`` (the first 1,000)."""
+    n = max_train_samples or 0
+    return "mnist" if not n or n >= TRAIN_DIGITS else f"mnist{n // 1000}k" if n % 1000 == 0 else f"mnist{n}"
+
+
+def pick_setting(rows: list[Row], goal: float = COST_GOAL, size: Callable[[str], int] = param_count, prefix: str = "mnist") -> Row | None:
     """The smallest cell where the best robust model (highest worst case) loses at least ``goal`` clean accuracy to the
     standard one: smallest eps first (nearest the usual 0.3), then the narrowest backbone (cheapest for six methods)."""
     best: dict[tuple[str, float], Row] = {}
@@ -161,7 +167,7 @@ def pick_setting(rows: list[Row], goal: float = COST_GOAL, size: Callable[[str],
         return None
     r = min(hits, key=lambda r: (r["eps"], size(r["model"]), r["model"]))
     wide = "" if r["model"] == "smallcnn" else "-" + r["model"].removeprefix("smallcnn_")  # make reproduce's names
-    return {"name": f"mnist-eps{r['eps']:g}{wide}", **{k: r[k] for k in ("model", "eps", "method", "clean", "worst", "clean_cost")}}
+    return {"name": f"{prefix}-eps{r['eps']:g}{wide}", **{k: r[k] for k in ("model", "eps", "method", "clean", "worst", "clean_cost")}}
 
 
 def plot_sweep(rows: list[Row], path: Path) -> Path:
@@ -227,7 +233,7 @@ def render_sweep(results: Path, out: Path, figures: Path | None) -> str:
     rows = load_rows(results)
     settings = json.loads((results / "sweep.json").read_text())["settings"] if (results / "sweep.json").is_file() else {}
     plots = [Path(os.path.relpath(plot_sweep(rows, figures / "sweep_tradeoff.png"), out.parent)).as_posix()] if rows and figures else []
-    body = section(rows, pick_setting(rows), plots, settings)
+    body = section(rows, pick_setting(rows, prefix=setting_prefix(settings.get("max_train_samples"))), plots, settings)
     write_section(out, BEGIN, END, f"<!-- written by `python -m training sweep` from {results.as_posix()}/; do not edit by hand -->\n\n{body}\n",
                   "## Trade-off sweep (`python -m training sweep`)")  # fmt: skip
     return body
@@ -237,7 +243,7 @@ def write_summary(results: Path, a: argparse.Namespace, wall: float) -> dict[str
     """results/sweep.json: the settings, every cell's figures and times, and the pick."""
     rows = load_rows(results)
     settings = {k: v for k, v in vars(a).items() if k not in ("command", "func", "dry_run")}
-    doc = {"settings": settings, "wall_seconds": round(wall, 1), "cells": rows, "pick": pick_setting(rows)}
+    doc = {"settings": settings, "wall_seconds": round(wall, 1), "cells": rows, "pick": pick_setting(rows, prefix=setting_prefix(a.max_train_samples))}
     (results / "sweep.json").write_text(json.dumps(doc, indent=2) + "\n")
     return doc
 

@@ -22,11 +22,17 @@ import pytest
 
 from artifact_contract import INPUT_IMAGE
 from benchmarks import cli, docs, plots, profile, report, report_http, targets, wrk
-from benchmarks.common import check_loopback, format_table, ratio
+from benchmarks.common import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_MODEL_DIR,
+    check_loopback,
+    format_table,
+    ratio,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_DIR = ROOT / "models/repository/awnet-mnist/1"
-CHECKPOINT = ROOT / "models/checkpoints/awnet-mnist-1.pt"
+MODEL_DIR = DEFAULT_MODEL_DIR
+CHECKPOINT = DEFAULT_CHECKPOINT
 needs_wrk = pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk not installed (scripts/install_system_deps.sh)"
 )

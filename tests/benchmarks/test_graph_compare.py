@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from benchmarks import cli, docs, graph_compare
+from benchmarks.common import DEFAULT_CHECKPOINT
 from benchmarks.targets import targets_table
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINT = ROOT / "models/checkpoints/awnet-mnist-1.pt"
+CHECKPOINT = DEFAULT_CHECKPOINT
 
 
 def test_options_default_to_the_targets_batches_and_refuse_awnet_names() -> None:

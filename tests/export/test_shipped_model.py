@@ -1,4 +1,4 @@
-"""The shipped default model (models/repository/awnet-mnist/1, `make model`): its manifest
+"""The shipped default model (models/repository/awnet-mnist/2, `make model`): its manifest
 matches its file, and its forced branches differ and match PyTorch's."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 
 from artifact_contract import sha256_file
 from tests.support.paths import SHIPPED_CHECKPOINT as SHIPPED_CKPT
+from tests.support.paths import SHIPPED_VERSION, shipped_model_available
 from tests.support.paths import SHIPPED_VERSION_DIR as SHIPPED
-from tests.support.paths import shipped_model_available
 from training.checkpoint import load_model
 from training.export.parity import ort_session
 
@@ -25,7 +25,7 @@ needs_shipped = pytest.mark.skipif(
 def test_shipped_manifest_matches_file() -> None:
     m = json.loads((SHIPPED / "manifest.json").read_text())
     assert m["onnx"]["sha256"] == sha256_file(SHIPPED / "model.onnx")
-    assert m["name"] == "awnet-mnist" and m["version"] == "1" and m["kind"] == "awnet"
+    assert m["name"] == "awnet-mnist" and m["version"] == SHIPPED_VERSION and m["kind"] == "awnet"
     assert m["class_names"] == [str(i) for i in range(10)]
     assert m["router"]["target_fpr"] == 0.01 and m["router"]["calibration_split"] == "val"
     assert {"clean_acc", "pgd20_acc"} <= m["evaluation"]["test"].keys()

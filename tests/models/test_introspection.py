@@ -3,8 +3,6 @@ the backbone interface the AW-Net wrapper reads."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -21,8 +19,9 @@ from models import (
     unwrap,
 )
 from models.backbones import Backbone
+from tests.support.paths import SHIPPED_CHECKPOINT
 
-CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "awnet-mnist-1.pt"
+CHECKPOINT = SHIPPED_CHECKPOINT
 # the WideResNets at their registered size take seconds each to build: same class, tiny widths
 SMALL_KW = {"depths": (1, 1, 1), "widths": (1, 1, 1)}
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from tests.support.fake_model import FAKE_MODEL, build_model, model_bytes, write_model_version
 from tests.support.images import noisy_image, smooth_image
+from tests.support.paths import SHIPPED_MODEL, SHIPPED_VERSION
 from tests.support.servers import app_client, start_process, start_server
 from tests.support.v2client import metric, post_tensors, scrape
 
@@ -207,4 +208,4 @@ def test_shipped_model_folder_copy_is_what_is_served(shipped_repository, tmp_pat
         assert c.post("/v2/models/awnet-mnist/infer", json=GOOD).status_code == 200
     after = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
     assert after == before
-    assert json.loads((repo / "awnet-mnist" / "1" / "manifest.json").read_text())["name"]
+    assert json.loads((repo / SHIPPED_MODEL / SHIPPED_VERSION / "manifest.json").read_text())["name"]

@@ -37,6 +37,7 @@ IS_HOOKS = __name__ == "_schemathesis_hooks"  # loaded by schemathesis from this
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 if not IS_HOOKS:
+    from tests.support.paths import SHIPPED_MODEL, SHIPPED_VERSION
     from tests.support.servers import start_process
 
 
@@ -122,7 +123,6 @@ if IS_HOOKS:
 
 
 # --- the test -----------------------------------------------------------------------------------
-SHIPPED_MODEL, SHIPPED_VERSION = "awnet-mnist", "1"
 MIN_REQUESTS = 1000
 
 

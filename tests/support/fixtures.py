@@ -56,7 +56,7 @@ def shipped_repository() -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_checkpoint() -> Path:
-    """models/checkpoints/awnet-mnist-1.pt, skipping while it is missing."""
+    """the shipped slim checkpoint (tests.support.paths.SHIPPED_CHECKPOINT), skipping while it is missing."""
     if not shipped_checkpoint_available():
         pytest.skip(f"{SHIPPED_CHECKPOINT} missing (make model)")
     return SHIPPED_CHECKPOINT

@@ -12,12 +12,13 @@ import torch
 
 from models import create_model, default_input_config, is_awnet, list_models
 from models.config import DATASETS, InputConfig, cifar10_config, digits_config
+from tests.support.paths import SHIPPED_CHECKPOINT, SHIPPED_VERSION_DIR
 from training.config import TrainConfig
 from training.data import build_dataset, get_dataset_info, list_datasets, parse_dataset_name
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED_MANIFEST = REPO / "models" / "repository" / "awnet-mnist" / "1" / "manifest.json"
-SHIPPED_CKPT = REPO / "models" / "checkpoints" / "awnet-mnist-1.pt"
+SHIPPED_MANIFEST = SHIPPED_VERSION_DIR / "manifest.json"
+SHIPPED_CKPT = SHIPPED_CHECKPOINT
 
 
 def _expected_dataset(model_name: str) -> str:

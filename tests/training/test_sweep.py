@@ -117,6 +117,8 @@ def test_pick_setting_takes_the_smallest_eps_then_the_narrowest_backbone() -> No
     assert sweep.pick_setting(_rows(table), size=size) is None
     assert sweep.pick_setting(_rows(table), goal=0.01, size=size)["name"] == "mnist-eps0.2-w8"
     assert sweep.pick_setting([], size=size) is None
+    assert sweep.pick_setting(_rows(table), goal=0.01, size=size, prefix=sweep.setting_prefix(1000))["name"] == "mnist1k-eps0.2-w8"
+    assert [sweep.setting_prefix(n) for n in (0, None, 4000, 1000, 2000, 1500)] == ["mnist", "mnist", "mnist", "mnist1k", "mnist2k", "mnist1500"]
 
 
 def test_report_section_is_written_between_its_markers(tmp_path: Path) -> None:
