@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The full chain on the embedded digits: clean teacher (standard), robust teacher
-# (TRADES), AW-Net student (small CNN) warm-started from the robust teacher and distilled
+# The full chain on the embedded digits: clean teacher (standard, 8 epochs), robust teacher
+# (PGD-AT: TRADES teachers masked gradients and gave a weaker AW-Net, docs/results.md), AW-Net student (small CNN) warm-started from the robust teacher and distilled
 # from both. The AW-Net step pins the shipped model's recipe (--kd-reduction batchmean, plain
 # router): the MTARD average and the adaptive router were measured worse (docs/results.md). Each step keeps
 # best.pt, the checkpoint robust validation selected (docs/training.md). Prints each step's
@@ -20,8 +20,8 @@ step() {
   echo "$name: $((SECONDS - t0)) s" | tee -a "$OUT/timings.txt"
 }
 : > "$OUT/timings.txt"
-step clean_teacher train --method standard --epochs 4 --eval-every 4 --seed "$SEED" --out "$OUT/clean_teacher"
-step robust_teacher train --method trades --epochs 8 --eps-warmup-epochs 2 --eval-every 4 --seed "$SEED" \
+step clean_teacher train --method standard --epochs 8 --eval-every 4 --seed "$SEED" --out "$OUT/clean_teacher"
+step robust_teacher train --method pgd-at --epochs 8 --eps-warmup-epochs 2 --eval-every 4 --seed "$SEED" \
   --out "$OUT/robust_teacher"
 step awnet train --method awnet --epochs 8 --eps-warmup-epochs 2 --eval-every 4 --seed "$SEED" \
   --clean-teacher "$OUT/clean_teacher/best.pt" --robust-teacher "$OUT/robust_teacher/best.pt" \

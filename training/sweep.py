@@ -182,6 +182,9 @@ def plot_sweep(rows: list[Row], path: Path) -> Path:
                 if pts:
                     ax.plot(*zip(*pts, strict=True), marker="o", color=f"C{i}", label=f"{model} {LABEL[m]}",
                             linestyle={"standard": ":", "pgd-at": "-"}.get(m, "--"))  # fmt: skip
+                if masked := [(r["eps"], r[key] * 100) for r in rows if (r["model"], r["method"]) == (model, m) and r.get("alarm") and r[key] is not None]:
+                    ax.scatter(*zip(*masked, strict=True), marker="x", s=90, color="black", zorder=3,
+                               label="masking alarm (last.pt)" if not ax.get_legend_handles_labels()[1].count("masking alarm (last.pt)") else None)  # fmt: skip
         if key == "clean_cost":
             ax.axhline(COST_GOAL * 100, color="grey", linestyle=":", label=f"{COST_GOAL * 100:.0f} points")
         ax.set(xlabel="L-inf eps (training and evaluation)", ylabel=ylabel, title=ylabel.split(" (")[0])
