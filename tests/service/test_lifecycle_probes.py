@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 
 import numpy as np
@@ -104,9 +105,21 @@ def test_probes_can_be_switched_off(tmp_path):
         assert c.get("/v2/models/router").json()["probes"] == "off"
 
 
-def test_shipped_manifest_loads_without_probes(shipped_repository, caplog):
+def test_shipped_model_passes_its_probes_and_loads_without_them(shipped_repository, tmp_path, caplog):
+    """The shipped export carries a probe set and passes it; an older export (no probes) still loads, warned."""
     with caplog.at_level(logging.WARNING, logger="service.repository"), \
             app_client(shipped_repository) as c:
+        rows = c.post("/v2/repository/index").json()
+        assert rows and all(r["state"] == "READY" for r in rows)
+    assert not any("has no probe set" in rec.getMessage() for rec in caplog.records)
+    old = tmp_path / "repo"
+    shutil.copytree(shipped_repository, old)
+    for manifest_path in old.glob("*/*/manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        (manifest_path.parent / manifest.pop("probes")["file"]).unlink()
+        manifest_path.write_text(json.dumps(manifest))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="service.repository"), app_client(old) as c:
         rows = c.post("/v2/repository/index").json()
         assert rows and all(r["state"] == "READY" for r in rows)
     assert any("has no probe set" in rec.getMessage() for rec in caplog.records)

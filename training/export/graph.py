@@ -82,8 +82,8 @@ class StaticExportWrapper(nn.Module):
             logits = self.model.forward_folded(image, "clean").logits
         else:
             logits = self.model(image, mix="clean") if self.awnet else self.model(image)
-        zeros = mix_override * 0.0
-        return logits, zeros, zeros
+        # two tensors, not one twice: each graph output needs its own name (nothing optimises the graph after export)
+        return logits, mix_override * 0.0, mix_override * 0.0
 
 
 def export_onnx(wrapper: nn.Module, sample: torch.Tensor, path: Path, opset: int = 18) -> None:
@@ -102,6 +102,10 @@ def export_onnx(wrapper: nn.Module, sample: torch.Tensor, path: Path, opset: int
         dynamic_shapes={INPUT_IMAGE: {0: batch}, INPUT_MIX: {0: batch}},
         opset_version=opset,
         dynamo=True,
+        # No exporter-side constant folding: the folded scale and shift stay computed from the
+        # named parameters (``model.<state-dict key>``), which `evaluate FOLDER` rebuilds the torch
+        # model from; ONNX Runtime folds those constant subgraphs when it loads the session.
+        optimize=False,
         external_data=False,
         verbose=False,
     )
