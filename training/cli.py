@@ -219,7 +219,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.checkpoint, args.out, name=args.name, version=args.version, static=args.static,
         target_fpr=args.fpr, opset=args.opset, eval_steps=args.eval_steps,
         eval_max_samples=args.eval_max_samples, skip_eval=args.skip_eval, threshold_floor=args.threshold_floor,
-        force=args.force, evaluation_card=args.evaluation,
+        force=args.force, evaluation_card=args.evaluation, fold=not args.no_fold,
     )  # fmt: skip
     m = res.manifest
     print(json.dumps({"out": str(res.out_dir), "kind": m["kind"], "sha256": m["onnx"]["sha256"],
@@ -262,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluation", default=None,
                    help="evaluation.json of `python -m training evaluate` on this checkpoint: its worst case, "
                         "router missed share and per-attack figures go into the manifest")
+    p.add_argument("--no-fold", action="store_true",
+                   help="export the layer-by-layer graph (omega, both BNs and the blend per layer) instead of the folded "
+                        "scale and shift: `evaluate FOLDER` can rebuild only an unfolded graph (the fold renames the BN "
+                        "constants); the shipped model is exported so")
     p.add_argument("--force", action="store_true",
                    help="export a checkpoint that carries a masking alarm (the manifest records it)")
     p.set_defaults(func=cmd_export)

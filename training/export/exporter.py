@@ -76,6 +76,7 @@ def export_checkpoint(
     parity_samples: int = 64,
     threshold_floor: float = DEFAULT_THRESHOLD_FLOOR,
     force: bool = False,
+    fold: bool = True,
     evaluation_card: str | Path | None = None,
     probe_samples: int = 64,
     log=print,
@@ -95,7 +96,7 @@ def export_checkpoint(
     cfg = TrainConfig.from_dict(ckpt["config"])
     awnet = is_awnet(model)
     kind = "static" if (static or not awnet) else "awnet"
-    wrapper = StaticExportWrapper(model) if kind == "static" else ExportWrapper(model)
+    wrapper = StaticExportWrapper(model, fold=fold) if kind == "static" else ExportWrapper(model, fold=fold)
     # parity and probes hold the (folded: training.export.graph) graph to the layer-by-layer
     # eval forward, so a folding error cannot pass as agreement with itself
     reference = (StaticExportWrapper if kind == "static" else ExportWrapper)(model, fold=False)

@@ -102,10 +102,6 @@ def export_onnx(wrapper: nn.Module, sample: torch.Tensor, path: Path, opset: int
         dynamic_shapes={INPUT_IMAGE: {0: batch}, INPUT_MIX: {0: batch}},
         opset_version=opset,
         dynamo=True,
-        # No exporter-side constant folding: the folded scale and shift stay computed from the
-        # named parameters (``model.<state-dict key>``), which `evaluate FOLDER` rebuilds the torch
-        # model from; ONNX Runtime folds those constant subgraphs when it loads the session.
-        optimize=False,
         external_data=False,
         verbose=False,
     )
