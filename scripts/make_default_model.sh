@@ -18,7 +18,7 @@ t0=$SECONDS
 "$PY" -m training evaluate "$RUN/awnet/best.pt" --n 500 --budget "$BUDGET" --out "$RUN/awnet/evaluation"
 rm -rf "models/repository/$NAME/$VERSION"
 "$PY" -m training export --checkpoint "$RUN/awnet/best.pt" --out "models/repository/$NAME/$VERSION" \
-  --evaluation "$RUN/awnet/evaluation/evaluation.json"
+  --evaluation "$RUN/awnet/evaluation/evaluation.json" --no-fold
 cp "$RUN/awnet/evaluation/evaluation.json" "$RUN/awnet/evaluation/evaluation.md" "models/repository/$NAME/$VERSION/"
 "$PY" -m training slim "$RUN/awnet/best.pt" "models/checkpoints/$NAME-$VERSION.pt"
 echo "make model: $((SECONDS - t0)) s in total"
