@@ -31,29 +31,12 @@ from typing import Any
 SEED = 0
 
 
-def _perturb(model: Any, seed: int = SEED) -> None:
-    """Random-init BN statistics and affines and small signal-head weights (seeded)."""
-    import torch
-
-    from models.router import SignalHead
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            if isinstance(m, SignalHead):
-                m.fc.weight.copy_(torch.randn(m.fc.weight.shape, generator=g) * 0.05)
-
-
 def awnet_for(arch: str, checkpoint: Path | None) -> tuple[Any, dict[str, Any], str]:
     """(AW-Net in eval mode, its model kwargs, where its weights come from)."""
     import torch
 
     from models import create_model
+    from models.perturb import perturb_branches
 
     name = "awnet_" + arch
     if checkpoint is not None and checkpoint.is_file():
@@ -68,7 +51,7 @@ def awnet_for(arch: str, checkpoint: Path | None) -> tuple[Any, dict[str, Any], 
             )
     torch.manual_seed(SEED)
     model = create_model(name)
-    _perturb(model)
+    perturb_branches(model, SEED)
     return model.eval(), {}, f"random init (seed {SEED}; timing only)"
 
 

@@ -38,7 +38,7 @@ THROUGHPUT_BATCH, THROUGHPUT_MIN = 32, 0.95
 LATENCY_BATCH, LATENCY_MAX = 1, 1.10
 TARGET_ARCH = "resnet18"  # the backbone issue 9 sets the targets for; others are reported
 # the code that decides what the exported AW-Net graph computes: a change rebuilds the cache
-SOURCES = ("models/awnet.py", "models/folding.py", "models/layers.py", "models/router.py",
+SOURCES = ("models/awnet.py", "models/folding.py", "models/layers.py", "models/perturb.py", "models/router.py",
            "training/export/graph.py", "benchmarks/build_graphs.py", "benchmarks/build_plain.py")  # fmt: skip
 BEGIN = "<!-- graph-compare:begin (python -m benchmarks --graph-compare ... --write-docs) -->"
 END = "<!-- graph-compare:end -->"

@@ -77,7 +77,14 @@ teachers_ready() {  # another lane may still be training them
   while [[ ! -f "$RUNS/standard/.done" || ! -f "$RUNS/$TEACHER/.done" ]]; do sleep 15; done
 }
 if selected awnet || selected awnet+rat || selected awnet-plain-router; then teachers_ready; fi
-TEACHERS=(--clean-teacher "$RUNS/standard/best.pt" --robust-teacher "$RUNS/$TEACHER/best.pt" --init-from "$RUNS/$TEACHER/best.pt")
+checkpoint() {  # checkpoint NAME: its best.pt, or last.pt when every validation raised the masking alarm (noted)
+  if [[ -f "$RUNS/$1/best.pt" ]]; then echo "$RUNS/$1/best.pt"; return; fi
+  echo "=== $1 has no best.pt (masking alarm at every validation): using last.pt" | tee -a "$OUT/notes.txt" >&2
+  echo "$RUNS/$1/last.pt"
+}
+if selected awnet || selected awnet+rat || selected awnet-plain-router; then
+  TEACHERS=(--clean-teacher "$(checkpoint standard)" --robust-teacher "$(checkpoint "$TEACHER")" --init-from "$(checkpoint "$TEACHER")")
+fi
 train awnet     --method awnet --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
 train awnet+rat --method awnet --rat --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
 MODELS=(standard pgd-at trades trades+rat awnet awnet+rat)
@@ -89,12 +96,7 @@ fi
 for name in "${MODELS[@]}"; do
   selected "$name" || continue
   if [[ -f "$OUT/$name/evaluation.json" ]]; then echo "=== [$SETTING seed $SEED] evaluate $name: done, kept"; continue; fi
-  ckpt=$RUNS/$name/best.pt
-  if [[ ! -f "$ckpt" ]]; then  # every validation raised the masking alarm: evaluate the last one, say so
-    echo "=== $name has no best.pt (masking alarm at every validation): evaluating last.pt" | tee -a "$OUT/notes.txt"
-    ckpt=$RUNS/$name/last.pt
-  fi
-  step "$name" evaluate evaluate "$ckpt" --n "$N" --seed "$SEED" --budget "$BUDGET" \
+  step "$name" evaluate evaluate "$(checkpoint "$name")" --n "$N" --seed "$SEED" --budget "$BUDGET" \
     --out "$OUT/$name" --allow-failed-checks
 done
 "$PY" -m training report --results "$RESULTS" --out "${REPORT:-docs/results.md}"

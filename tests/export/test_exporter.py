@@ -15,11 +15,10 @@ import pytest
 import torch
 
 from artifact_contract import sha256_file
-from tests.support.checkpoints import fake_checkpoint
+from tests.support.checkpoints import fake_checkpoint, quick_export
 from tests.support.paths import ROOT
 from training.checkpoint import load_model
 from training.export.calibrate import rates, threshold_for_fpr
-from training.export.exporter import export_checkpoint
 from training.export.parity import ort_session
 
 BACKBONES = [
@@ -36,15 +35,7 @@ def test_export_every_backbone_passes_parity(tmp_path, make_checkpoint, name, kw
     full = ("awnet_" if awnet else "") + name
     ckpt = make_checkpoint(full, **kw)
     out = tmp_path / "repo" / full.replace("_", "-") / "1"
-    res = export_checkpoint(
-        ckpt,
-        out,
-        skip_eval=True,
-        parity_samples=10,
-        eval_max_samples=64,
-        eval_steps=3,
-        log=lambda *a: None,
-    )
+    res = quick_export(ckpt, out, parity_samples=10, eval_max_samples=64, eval_steps=3)
     m = res.manifest
     assert m["kind"] == ("awnet" if awnet else "static")
     assert {r.mode for r in res.parity} == {"router", "forced_clean", "forced_adv", "per_sample"}
@@ -67,16 +58,7 @@ def test_export_every_backbone_passes_parity(tmp_path, make_checkpoint, name, kw
 def test_static_export_of_awnet_is_its_clean_branch(tmp_path, make_checkpoint) -> None:
     ckpt = make_checkpoint("awnet_smallcnn")
     out = tmp_path / "repo" / "static" / "1"
-    res = export_checkpoint(
-        ckpt,
-        out,
-        static=True,
-        skip_eval=True,
-        parity_samples=8,
-        eval_max_samples=32,
-        eval_steps=2,
-        log=lambda *a: None,
-    )
+    res = quick_export(ckpt, out, static=True)
     assert res.manifest["kind"] == "static" and res.manifest["router"] is None
     model, _ = load_model(ckpt)
     x = torch.rand(3, 1, 28, 28)
@@ -133,15 +115,7 @@ def exported(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("artifact")
     ckpt = fake_checkpoint(tmp, "awnet_smallcnn")
     out = tmp / "repo" / "awnet-test" / "1"
-    export_checkpoint(
-        ckpt,
-        out,
-        skip_eval=True,
-        parity_samples=8,
-        eval_max_samples=32,
-        eval_steps=2,
-        log=lambda *a: None,
-    )
+    quick_export(ckpt, out)
     return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from artifact_contract import Manifest, sha256_file
-from tests.support.checkpoints import fake_checkpoint
+from tests.support.checkpoints import fake_checkpoint, quick_export
 from tests.support.servers import app_client
 
 torch = pytest.importorskip("torch")
@@ -21,14 +21,12 @@ torch = pytest.importorskip("torch")
 @pytest.mark.slow
 def test_exported_probes_pass_and_a_constant_router_fails(tmp_path):
     from training.checkpoint import load_model
-    from training.export.exporter import export_checkpoint
     from training.export.graph import ExportWrapper, export_onnx
 
     ckpt = fake_checkpoint(tmp_path, "awnet_smallcnn")
     repo = tmp_path / "repo"
     v1 = repo / "awnet-test" / "1"
-    export_checkpoint(ckpt, v1, skip_eval=True, parity_samples=8, eval_max_samples=32,
-                      eval_steps=2, probe_samples=16, log=lambda *a: None)
+    quick_export(ckpt, v1, probe_samples=16)
     m = Manifest.load(v1)
     assert m.probes["file"] == "probes.npz" and (v1 / "probes.npz").is_file()
     assert m.probes["sha256"] == sha256_file(v1 / "probes.npz")

@@ -13,19 +13,10 @@ from typing import Any
 
 
 def perturb(model: Any, seed: int = 0) -> None:
-    """Make a fresh model's two branches and signals differ (BN statistics/affine, signal heads)."""
-    import torch
+    """Make a fresh model's two branches and signals differ (``models.perturb``)."""
+    from models.perturb import perturb_branches
 
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            if type(m).__name__ == "SignalHead":
-                m.fc.weight.copy_(torch.randn(m.fc.weight.shape, generator=g) * 0.05)
+    perturb_branches(model, seed)
 
 
 def write_checkpoint(
@@ -58,3 +49,13 @@ def fake_checkpoint(folder: Path, name: str, **kw: Any) -> Path:
     model = create_model(name, input_config=digits_config(), **kw)
     perturb(model)
     return write_checkpoint(Path(folder) / f"{name}.pt", model, name, cfg.to_dict(), kw)
+
+
+def quick_export(checkpoint: Path, out: Path, **overrides: Any) -> Any:
+    """``export_checkpoint`` with the tests' small budgets (no evaluation, a few parity and
+    calibration samples, silent); keyword arguments override them. Returns its result."""
+    from training.export.exporter import export_checkpoint
+
+    kwargs: dict[str, Any] = {"skip_eval": True, "parity_samples": 8, "eval_max_samples": 32,
+                              "eval_steps": 2, "log": lambda *a: None}  # fmt: skip
+    return export_checkpoint(checkpoint, out, **{**kwargs, **overrides})
