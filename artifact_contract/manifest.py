@@ -8,8 +8,9 @@ Every failure is an ``ArtifactError`` whose message starts with the file and nam
 Required (docs/contracts.md): ``schema_version``, ``name``, ``version``, ``kind``,
 ``class_names``, ``input.shape``, ``input.range``, ``router`` (object or null),
 ``onnx.file``, ``onnx.sha256``. Optional and checked when present: ``probes`` (the probe
-set beside the graph, ``artifact_contract.probes``) and ``version_policy`` (Triton's shape,
-``artifact_contract.policy``). The other blocks are informative and kept as written
+set beside the graph, ``artifact_contract.probes``), ``torch_state`` (the weights a folded
+graph renamed, for ``evaluate FOLDER`` only: the service never reads it) and
+``version_policy`` (Triton's shape, ``artifact_contract.policy``). The other blocks are informative and kept as written
 (free-form ones as dicts; unknown top-level keys in ``extra``).
 """
 
@@ -32,6 +33,16 @@ _NOT_SERIALISED = {"extra", "source"}
 
 class ArtifactError(Exception):
     """A model version that must not be written or served; the message names the file and why."""
+
+
+def validate_file_block(block: Any, key: str, where: Any) -> None:
+    """A block that names a file beside the manifest by name and SHA-256."""
+    f = block.get("file") if isinstance(block, dict) else None
+    if not isinstance(f, str) or not f or Path(f).name != f:
+        raise ArtifactError(f"{where}: {key}.file must be a file name in the same folder, got {f!r}")
+    sha = block.get("sha256")
+    if not isinstance(sha, str) or not names.SHA256_RE.match(sha.lower()):
+        raise ArtifactError(f"{where}: {key}.sha256 must be 64 hex digits")
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -205,6 +216,7 @@ class Manifest(_Block):
     training_code_revision: str | None = None
     onnx: OnnxSpec
     probes: dict[str, Any] | None = None  # optional: the probe set beside the graph (probes.py)
+    torch_state: dict[str, Any] | None = None  # optional: weights a folded graph renamed (evaluate only)
     version_policy: dict[str, Any] | None = None  # optional: Triton's shape, overrides the setting
     code_revision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # unknown top-level keys, kept as written
@@ -263,6 +275,8 @@ class Manifest(_Block):
             from artifact_contract.probes import validate_block
 
             validate_block(self.probes, where)
+        if self.torch_state is not None:
+            validate_file_block(self.torch_state, "torch_state", where)
         if self.version_policy is not None:
             from artifact_contract.policy import VersionPolicy
 

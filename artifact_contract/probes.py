@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from artifact_contract import names
-from artifact_contract.manifest import ArtifactError
+from artifact_contract.manifest import ArtifactError, validate_file_block
 
 PROBES_FILE = "probes.npz"
 SETS = ("clean", "adversarial")
@@ -49,12 +49,7 @@ def validate_block(block: Any, where: Any) -> None:
     """The manifest's ``probes`` block: raise ``ArtifactError`` naming the field."""
     if not isinstance(block, dict):
         raise ArtifactError(f"{where}: probes must be an object or absent")
-    f = block.get("file")
-    if not isinstance(f, str) or not f or Path(f).name != f:
-        raise ArtifactError(f"{where}: probes.file must be a file name in the same folder, got {f!r}")
-    sha = block.get("sha256")
-    if not isinstance(sha, str) or not names.SHA256_RE.match(sha.lower()):
-        raise ArtifactError(f"{where}: probes.sha256 must be 64 hex digits")
+    validate_file_block(block, "probes", where)
     thr = block.get("threshold")
     if thr is not None and not (_num(thr) and 0.0 <= thr <= 1.0):
         raise ArtifactError(f"{where}: probes.threshold must be a number in [0, 1] or null, got {thr!r}")

@@ -11,6 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 from training.config import KD_REDUCTIONS, METHODS, OPTIMIZERS, SCHEDULES, TrainConfig
+from training.export.calibrate import DEFAULT_TARGET_FPR, DEFAULT_THRESHOLD_FLOOR
 
 D = TrainConfig()
 
@@ -146,6 +147,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
           "soft router or the forced clean branch) for the type and adversarial losses", default=D.router_adaptive)
     g.add_argument("--evasion-lambdas", type=float, nargs="+", default=D.evasion_lambdas,
                    help="--router-adaptive: the evader's lambdas a sample draws from, besides 0 (default: %(default)s)")
+    g.add_argument("--evasion-loss", choices=("log-p-clean", "margin"), default=D.evasion_loss,
+                   help="--router-adaptive: the evader's router term, lambda * log p_clean or lambda * the type "
+                        "logit margin (the attack that beats a low threshold; docs/results.md) (default: %(default)s)")
 
     g = p.add_argument_group("randomized adversarial training (Jin et al., CVPR 2023)")
     _bool(g, "--rat", "Gaussian weight noise when crafting + Taylor-expansion soft-label regulariser")
@@ -251,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default=None, help="model version (default: the VERSION of --out)")
     p.add_argument("--static", action="store_true",
                    help="export the plain backbone (AW-Net: the clean branch alone): the benchmark baseline")
-    p.add_argument("--fpr", type=float, default=0.01, help="clean false-positive rate the router threshold is calibrated for")
-    p.add_argument("--threshold-floor", type=float, default=0.5,
+    p.add_argument("--fpr", type=float, default=DEFAULT_TARGET_FPR,
+                   help="clean false-positive rate the router threshold is calibrated for")
+    p.add_argument("--threshold-floor", type=float, default=DEFAULT_THRESHOLD_FLOOR,
                    help="the threshold is max(FPR-calibrated threshold, this): never flag what the router "
                         "itself calls more likely clean; 0 = the pure FPR threshold")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset")

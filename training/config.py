@@ -56,6 +56,7 @@ class TrainConfig:
     signal_activation: str = "2sigmoid"
     router_adaptive: bool = False  # opt-in: router-evasion PGD in training; did not hold in 8 CPU epochs (docs/results.md)
     evasion_lambdas: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
+    evasion_loss: str = "log-p-clean"  # --router-adaptive: the evader's router term, log p_clean or the logit margin
     # randomized adversarial training (Jin et al., CVPR 2023)
     rat: bool = False
     rat_sigma: float = 1e-4
@@ -205,7 +206,7 @@ class OptionRule:
 ADVERSARIAL_METHODS = ("pgd-at", "trades", "awnet")
 AWNET_OPTIONS = ("clean_teacher", "robust_teacher", "teacher_free", "init_from", "type_loss_weight",
                  "balance_rate", "kd_temperature", "kd_reduction", "router_width", "router_hidden",
-                 "signal_activation", "router_adaptive", "evasion_lambdas")  # fmt: skip
+                 "signal_activation", "router_adaptive", "evasion_lambdas", "evasion_loss")  # fmt: skip
 PER_STAGE_MODELS = ("wrn", "awnet_wrn")
 
 #: Which options act only in some runs (issue 13: ``--method standard --rat`` trained
@@ -222,7 +223,7 @@ OPTION_RULES: tuple[OptionRule, ...] = (
     OptionRule(("clean_teacher", "robust_teacher", "kd_temperature", "kd_reduction"),
                "distillation from teachers, which --teacher-free drops",
                lambda c: not c.teacher_free),
-    OptionRule(("evasion_lambdas",), "--router-adaptive (router-evasion PGD in training)",
+    OptionRule(("evasion_lambdas", "evasion_loss"), "--router-adaptive (router-evasion PGD in training)",
                lambda c: c.router_adaptive),
     OptionRule(("rat_sigma", "rat_alpha", "rat_c"), "--rat", lambda c: c.rat),
     OptionRule(("depths", "widths"),

@@ -183,3 +183,38 @@ def test_loader_detects_manifest_not_matching_file(exported, tmp_path) -> None:
     (d2 / "manifest.json").write_text(json.dumps(m))
     res = _load_in_service(d2)
     assert not res["ok"] and "sha256" in res["error"]
+
+
+def test_folded_export_is_rebuilt_for_evaluate(exported, tmp_path) -> None:
+    """The fold renames the BN weights; the sidecar carries them, so `evaluate FOLDER`
+    rebuilds the torch model and it matches ONNX Runtime. A tampered sidecar is refused."""
+    from artifact_contract import ArtifactError
+    from training.evaluation.target import load_target
+    from training.export.state import TORCH_STATE_FILE
+
+    block = json.loads((exported / "manifest.json").read_text())["torch_state"]
+    assert block["file"] == TORCH_STATE_FILE and block["keys"] > 0
+    assert block["sha256"] == sha256_file(exported / TORCH_STATE_FILE)
+    target = load_target(exported)
+    assert target.source == "onnx" and target.parity_max_abs < 1e-3
+    d = _copy(exported, tmp_path)
+    with np.load(d / TORCH_STATE_FILE) as data:
+        arrays = {k: data[k] for k in data.files}
+    key = next(k for k in arrays if k.endswith("running_var"))
+    arrays[key] = arrays[key] * 4.0
+    np.savez(d / TORCH_STATE_FILE, **arrays)
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_target(d)
+
+
+def test_unfolded_export_carries_its_batchnorms_by_name(tmp_path) -> None:
+    """Without the fold the BN weights keep their names (the sidecar, if any, holds none)."""
+    from training.evaluation.target import load_target
+
+    ckpt = fake_checkpoint(tmp_path, "awnet_smallcnn")
+    out = tmp_path / "repo" / "awnet-unfolded" / "1"
+    res = quick_export(ckpt, out, fold=False, probe_samples=0)
+    if "torch_state" in res.manifest:
+        with np.load(out / res.manifest["torch_state"]["file"]) as data:
+            assert not [k for k in data.files if ".bn" in k], data.files
+    assert load_target(out).parity_max_abs < 1e-3

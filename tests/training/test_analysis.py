@@ -24,6 +24,7 @@ from training.attacks import ATTACK_LOSSES
 from training.checkpoint import load_model, model_kwargs
 from training.cli import main
 from training.config import TrainConfig
+from training.evaluation.suite import MARGIN_LAMBDAS
 
 MANIFEST = SHIPPED_VERSION_DIR / "manifest.json"
 LAYERS = ["conv1", "conv2", "conv3", "conv4"]
@@ -88,14 +89,16 @@ def test_roc_curve_and_threshold() -> None:
 def test_router_attacks_are_the_evaluate_suites() -> None:
     target = load(AWNET_CKPT)
     specs = router_attacks(target, 0.3, 20, lambdas=(1.0,), evade_clean_branch=True)
-    assert [s.name for s in specs] == ["pgd20", "evade-router-l1", "evade-clean-l1", "transfer-clean"]
+    margin = [f"evade-margin-l{lam:g}" for lam in MARGIN_LAMBDAS]
+    assert [s.name for s in specs] == ["pgd20", "evade-router-l1", "evade-clean-l1", *margin, "transfer-clean"]
     built = {s.name: s.build(target.model) for s in specs}
     assert all(a.steps == 20 and a.step_size == pytest.approx(2.5 * 0.3 / 20) for a in built.values())
     assert (built["evade-router-l1"].loss, built["evade-router-l1"].loss_kwargs, built["evade-router-l1"].mix) == (
         "ce-evade-router", {"weight": 1.0}, None)
     assert (built["evade-clean-l1"].loss_kwargs, built["evade-clean-l1"].mix) == ({"weight": 1.0}, "clean")
     assert (built["transfer-clean"].loss, built["transfer-clean"].mix) == ("ce", "clean")
-    assert [s.name for s in router_attacks(target, 7, 5, lambdas=(0.5,))] == ["pgd5", "evade-router-l0.5", "transfer-clean"]
+    assert (built[margin[0]].loss, built[margin[0]].loss_kwargs) == ("ce-evade-router-margin", {"weight": MARGIN_LAMBDAS[0]})
+    assert [s.name for s in router_attacks(target, 7, 5, lambdas=(0.5,))] == ["pgd5", "evade-router-l0.5", *margin, "transfer-clean"]
 
 
 def test_analyze_weights_command(static_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,7 +139,8 @@ def test_analyze_router_command(tmp_path: Path, static_ckpt: Path, capsys: pytes
         assert (out / f).stat().st_size > 0
     report = json.loads((out / "router.json").read_text())
     attacks = report["attacks"]
-    names = ["pgd5", "evade-router-l0.5", "evade-router-l2", "transfer-clean"]  # the evaluate suite's names
+    margin = [f"evade-margin-l{lam:g}" for lam in MARGIN_LAMBDAS]
+    names = ["pgd5", "evade-router-l0.5", "evade-router-l2", *margin, "transfer-clean"]  # the evaluate suite's names
     assert list(attacks) == ["clean", *names]
     for key in names:
         r = attacks[key]
@@ -148,7 +152,7 @@ def test_analyze_router_command(tmp_path: Path, static_ckpt: Path, capsys: pytes
     assert worst["missed"] >= max(attacks[k]["router"]["missed"] for k in names)
     assert report["n"] == 16 and report["steps"] == 5 and report["eps"] == pytest.approx(0.3)
     assert report["step_size"] == pytest.approx(2.5 * 0.3 / 5)
-    assert set(ATTACK_LOSSES) == {"ce", "cw", "kl", "ce-evade-router"}  # nothing registered per run
+    assert set(ATTACK_LOSSES) == {"ce", "cw", "kl", "ce-evade-router", "ce-evade-router-margin"}  # none per run
     assert "| evade-router-l2 |" in capsys.readouterr().out
 
     assert main(["analyze", "router", str(static_ckpt), "--out", str(tmp_path / "s"), "--n", "4"]) == 2

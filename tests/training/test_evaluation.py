@@ -129,7 +129,8 @@ def test_shipped_model_full_suite_quick_budget(tmp_path) -> None:
     """Every attack of the AW-Net suite runs on the shipped model; adaptive rows carry router figures."""
     card = evaluate_target(load_target(SHIPPED_DIR), n=24, budget="quick", progress=False, log=lambda *_: None)
     names = {r["name"] for r in card["attacks"]}
-    assert {"autoattack", "evade-router-l1", "evade-clean-l3", "transfer-clean"} <= names
+    assert {"autoattack", "evade-router-l1", "evade-clean-l3", "evade-margin-l0.1", "selective-ce", "selective-cw",
+            "transfer-clean"} <= names
     assert all("router" in r for r in card["attacks"])
     assert 0.0 <= card["worst_case"]["missed"] <= 1.0
     assert card["worst_case"]["acc"] <= min(r["acc"] for r in card["attacks"])

@@ -47,10 +47,10 @@ def router_attacks(
     seed: int = 0,
 ) -> list[AttackSpec]:
     """The suite's attacks on the router, in suite order, its PGD attacks at ``steps`` steps:
-    ``pgd<steps>``, ``evade-router-l*``, (``evade-clean-l*``), ``transfer-clean``."""
+    ``pgd<steps>``, ``evade-router-l*``, (``evade-clean-l*``), ``evade-margin-l*``, ``transfer-clean``."""
     suite = build_suite(eps, target.num_classes, target.awnet, replace(Budget.named("standard"), pgd_steps=steps),
                         seed=seed, lambdas=lambdas)  # fmt: skip
-    evade = ("evade-router-", "evade-clean-") if evade_clean_branch else ("evade-router-",)
+    evade = ("evade-router-", "evade-margin-") + (("evade-clean-",) if evade_clean_branch else ())
     picked: dict[str, AttackSpec] = {}
     for spec in suite:  # with steps == 20 the suite has pgd20 twice: keep one
         if spec.name in (f"pgd{steps}", "transfer-clean") or spec.name.startswith(evade):

@@ -6,5 +6,6 @@ from training.attacks.base import Attack, preserved_modes
 from training.attacks.fgsm import FGSM
 from training.attacks.losses import ATTACK_LOSSES
 from training.attacks.pgd import PGD
+from training.attacks.selective import SelectivePGD
 
-__all__ = ["ATTACK_LOSSES", "FGSM", "PGD", "Attack", "preserved_modes"]
+__all__ = ["ATTACK_LOSSES", "FGSM", "PGD", "Attack", "SelectivePGD", "preserved_modes"]

@@ -57,6 +57,22 @@ def ce_evade_router_loss(
     return (ce + weight * log_p_clean).mean()
 
 
+def ce_evade_router_margin_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None,
+    weight: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
+    """Adaptive attack on AW-Net against a low threshold: CE + weight * the router's logit
+    margin toward "clean" (type logit clean minus adversarial). log p_clean saturates once
+    p_adv is small, so its gradient vanishes exactly where a threshold calibrated at 1 %
+    clean FPR (p_adv ~1e-4) sits; the margin's does not."""
+    out = _forward(model, x)
+    if out is None:
+        return ce_loss(model, x, y, ref)
+    margin = out.type_logits[:, 0] - out.type_logits[:, 1]
+    ce = F.cross_entropy(out.logits, y, reduction="none")
+    return (ce + weight * margin).mean()
+
+
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 ATTACK_LOSSES: dict[str, LossFn] = {
@@ -64,4 +80,5 @@ ATTACK_LOSSES: dict[str, LossFn] = {
     "cw": cw_loss,
     "kl": kl_loss,
     "ce-evade-router": ce_evade_router_loss,
+    "ce-evade-router-margin": ce_evade_router_margin_loss,
 }

@@ -42,7 +42,7 @@ def router_threshold(target: Target, batch: int = 256) -> tuple[float | None, st
     xv, _ = build_dataset(target.dataset, "val", root=target.data_root).tensors()
     device = next(target.model.parameters()).device
     thr, _ = calibrated_threshold(router_scores(target.model, xv.to(device), batch), DEFAULT_TARGET_FPR, DEFAULT_THRESHOLD_FLOOR)
-    return thr, f"calibrated on {len(xv)} validation images: max(FPR {DEFAULT_TARGET_FPR:g} threshold, {DEFAULT_THRESHOLD_FLOOR})"
+    return thr, f"calibrated on {len(xv)} validation images: max(FPR {DEFAULT_TARGET_FPR:g} threshold, {DEFAULT_THRESHOLD_FLOOR:g})"
 
 
 def evaluate_target(
@@ -64,8 +64,9 @@ def evaluate_target(
     eps = float(target.eps if eps is None else eps)
     x, y = target.test_split(n)
     b = Budget.named(budget)
-    specs = select(build_suite(eps, target.num_classes, target.awnet, b, seed=seed, lambdas=lambdas), attacks)
     threshold, threshold_source = router_threshold(target)
+    specs = select(build_suite(eps, target.num_classes, target.awnet, b, seed=seed, lambdas=lambdas,
+                               threshold=threshold), attacks)  # fmt: skip
     clean = clean_outcome(target.model, x, y)
     log(f"{target.path}: {target.arch} ({target.method}), {len(x)} test images, eps {eps:g}, "
         f"clean {clean.correct.mean():.4f}" + (f", router threshold {threshold:.4g} ({threshold_source})" if threshold else ""))  # fmt: skip

@@ -30,8 +30,7 @@ from artifact_contract import (
 from models import InputConfig, is_awnet, unwrap
 from training.checkpoint import build_model, load_model, model_kwargs
 from training.config import TrainConfig
-
-ONNX_PREFIX = "model."
+from training.export.state import graph_state, missing_keys, read_sidecar
 
 
 @dataclass
@@ -140,7 +139,6 @@ class CleanBranch(nn.Module):
 
 def _load_export(folder: Path, device: str) -> Target:
     import onnx
-    from onnx import numpy_helper
 
     _, manifest = read_manifest(folder)
     onnx_path = folder / manifest.get("onnx", {}).get("file", ONNX_FILE)
@@ -153,18 +151,12 @@ def _load_export(folder: Path, device: str) -> Target:
     )  # fmt: skip
     cfg.model = manifest["arch"]
     model = build_model(manifest["arch"], ic, model_kwargs(cfg))
-    graph = onnx.load(str(onnx_path))
-    weights = {
-        init.name[len(ONNX_PREFIX):]: torch.from_numpy(numpy_helper.to_array(init).copy())
-        for init in graph.graph.initializer
-        if init.name.startswith(ONNX_PREFIX)
-    }
+    weights = graph_state(onnx.load(str(onnx_path)), model)
+    if manifest.get("torch_state"):  # a folded export: what the graph does not carry by name
+        weights.update(read_sidecar(folder, manifest["torch_state"]))
     state = model.state_dict()
-    _unfold_batchnorms(model, weights)
-    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
     static_view = manifest["kind"] == "static" and is_awnet(model)
-    if static_view:  # the clean-branch graph carries no adversarial BN
-        missing = [k for k in missing if ".bn_adv." not in k]
+    missing = missing_keys(model, weights, static_view)
     if missing:
         raise ValueError(f"{onnx_path}: the graph lacks weights of its manifest's {manifest['arch']}: {missing[:5]}")
     for k, v in weights.items():
@@ -181,27 +173,6 @@ def _load_export(folder: Path, device: str) -> Target:
     )  # fmt: skip
     target.parity_max_abs = check_against_onnx(target, onnx_path)
     return target
-
-
-def _unfold_batchnorms(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """ONNX export folds a BN that follows a plain conv into it (``X.weight`` scaled,
-    ``X.weight_bias`` added: the router's convs). Give each folded conv its folded weight and
-    the BN after it the identity map plus the folded bias, in model order; ``weights`` is
-    completed in place. Exact up to float rounding (the ONNX parity check bounds it)."""
-    folded = [k[: -len(".weight_bias")] for k in weights if k.endswith(".weight_bias")]
-    modules = dict(model.named_modules())
-    names = list(modules)
-    for conv_name in folded:
-        after = names[names.index(conv_name) + 1:] if conv_name in modules else []
-        bn_name = next((n for n in after if isinstance(modules[n], nn.BatchNorm2d)), None)
-        if bn_name is None or f"{bn_name}.running_mean" in weights:
-            raise ValueError(f"the graph folds {conv_name} with a BN the model does not have after it")
-        bn = modules[bn_name]
-        c = bn.num_features
-        weights[f"{bn_name}.weight"] = torch.ones(c)
-        weights[f"{bn_name}.bias"] = weights.pop(f"{conv_name}.weight_bias")
-        weights[f"{bn_name}.running_mean"] = torch.zeros(c)
-        weights[f"{bn_name}.running_var"] = torch.full((c,), 1.0 - bn.eps)
 
 
 def check_against_onnx(target: Target, onnx_path: Path, atol: float = 1e-3) -> float:

@@ -35,6 +35,7 @@ from training.export.graph import (
 )
 from training.export.parity import ParityRow, format_table, parity_check
 from training.export.probes import write_probe_set
+from training.export.state import TORCH_STATE_FILE, graph_state, missing_keys, write_sidecar
 from training.metrics import evaluate, roc_auc
 
 
@@ -114,6 +115,10 @@ def export_checkpoint(
         export_onnx(wrapper, xv[:2], onnx_tmp, opset=opset)
         proto = check_graph(onnx_tmp)
         log("onnx.checker: ok; no training-only nodes")
+        renamed = missing_keys(model, graph_state(proto, model), static_view=kind == "static" and awnet)
+        torch_state = write_sidecar(Path(tmp), model, renamed) if renamed else None
+        if torch_state is not None:
+            log(f"{len(renamed)} weights the folded graph does not carry by name: {TORCH_STATE_FILE} (evaluate FOLDER)")
 
         # parity on clean and PGD validation inputs, in router and both forced modes
         xp, yp = xv[:parity_samples], yv[:parity_samples]
@@ -132,6 +137,9 @@ def export_checkpoint(
             evade_scores = router_scores(model, _pgd(model, xv, yv, eps, eval_steps, loss="ce-evade-router",
                                                      loss_kwargs={"weight": 1.0}))  # fmt: skip
             _, tpr_adaptive = rates(clean_scores, evade_scores, thr)
+            margin_scores = router_scores(model, _pgd(model, xv, yv, eps, eval_steps, loss="ce-evade-router-margin",
+                                                      loss_kwargs={"weight": 0.3}))  # fmt: skip
+            _, tpr_margin = rates(clean_scores, margin_scores, thr)
             router = {
                 "threshold": thr,
                 "fpr_threshold": fpr_thr,
@@ -147,8 +155,11 @@ def export_checkpoint(
                 "adaptive_attack": f"router-evasion PGD-{eval_steps} (CE + 1.0 log p_clean) Linf eps={eps:g}",
                 "val_tpr_adaptive": tpr_adaptive,
                 "val_auc_adaptive": roc_auc(torch.from_numpy(clean_scores), torch.from_numpy(evade_scores)),
+                "adaptive_attack_margin": f"router-evasion PGD-{eval_steps} (CE + 0.3 router logit margin) Linf eps={eps:g}",
+                "val_tpr_adaptive_margin": tpr_margin,
             }
             log(f"router threshold {thr:.6f}: val FPR {fpr:.4f}, TPR {tpr:.4f} (PGD), {tpr_adaptive:.4f} (router evasion), "
+                f"{tpr_margin:.4f} (margin evasion), "
                 f"AUC {router['val_auc']:.4f}")
             from training.plots import plot_router_scores
 
@@ -202,12 +213,14 @@ def export_checkpoint(
             onnx=OnnxSpec.of_file(onnx_tmp, file=ONNX_FILE, shapes=graph_shapes(proto), opset=opset,
                                   exporter=f"torch {torch.__version__} (torch.onnx dynamo)"),  # fmt: skip
             probes=probes,
+            torch_state=torch_state,
             code_revision=code_revision(),
         ).validate()
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(onnx_tmp, out_dir / manifest.onnx.file)
-        if probes is not None:
-            shutil.copyfile(Path(tmp) / probes["file"], out_dir / probes["file"])
+        for block in (probes, torch_state):
+            if block is not None:
+                shutil.copyfile(Path(tmp) / block["file"], out_dir / block["file"])
         manifest.write(out_dir)
         # read back as the service reads it: the file parses and validates, the graph's hash matches
         Manifest.load(out_dir).verify_folder(out_dir, check_names=False)

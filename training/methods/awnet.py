@@ -90,7 +90,8 @@ class AWNetMethod(Method):
         Plain: PGD on the student (CE, through the soft router). With ``router_adaptive``
         each sample also draws an evader's lambda from ``evasion_lambdas`` (0 = plain PGD)
         and, for lambda > 0, crafts through the soft router or the forced clean branch with
-        equal odds, maximising CE + lambda * log p_clean: the attacks of the evaluation
+        equal odds, maximising CE + lambda * log p_clean (``evasion_loss`` "margin": lambda
+        * the router's logit margin, which still pulls once p_adv is tiny): the attacks of the evaluation
         that hide from the router. Lambda ramps in with the eps warm-up, so the router
         first learns plain attacks. One PGD either way: no extra cost per step.
         """
@@ -102,7 +103,8 @@ class AWNetMethod(Method):
         lam = lambdas[torch.randint(len(lambdas), (n,), device=x.device)] * ramp
         through_clean = (torch.rand(n, device=x.device) < 0.5) & (lam > 0)
         mix = torch.where(through_clean, torch.zeros(n, device=x.device), torch.full((n,), -1.0, device=x.device))
-        return self.pgd(model, loss="ce-evade-router", mix=mix, loss_kwargs={"weight": lam})(x, y)
+        loss = "ce-evade-router-margin" if self.cfg.evasion_loss == "margin" else "ce-evade-router"
+        return self.pgd(model, loss=loss, mix=mix, loss_kwargs={"weight": lam})(x, y)
 
     def loss(self, model, x, y):
         x_adv = self.craft(model, x, y)
