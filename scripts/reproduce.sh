@@ -83,7 +83,8 @@ checkpoint() {  # checkpoint NAME: its best.pt, or last.pt when every validation
   echo "$RUNS/$1/last.pt"
 }
 if selected awnet || selected awnet+rat || selected awnet-plain-router; then
-  TEACHERS=(--clean-teacher "$(checkpoint standard)" --robust-teacher "$(checkpoint "$TEACHER")" --init-from "$(checkpoint "$TEACHER")")
+  ROBUST=$(checkpoint "$TEACHER")
+  TEACHERS=(--clean-teacher "$(checkpoint standard)" --robust-teacher "$ROBUST" --init-from "$ROBUST")
 fi
 train awnet     --method awnet --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
 train awnet+rat --method awnet --rat --model "awnet_$MODEL" "${COMMON[@]}" "${TEACHERS[@]}"
