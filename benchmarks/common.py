@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-SHIPPED_MODEL, SHIPPED_VERSION = "awnet-mnist", "2"  # the bundled default (scripts/make_default_model.sh)
+SHIPPED_MODEL, SHIPPED_VERSION = "awnet-mnist", "3"  # the bundled default (scripts/make_default_model.sh)
 DEFAULT_MODEL_DIR = ROOT / "models/repository" / SHIPPED_MODEL / SHIPPED_VERSION
 DEFAULT_CHECKPOINT = ROOT / "models/checkpoints" / f"{SHIPPED_MODEL}-{SHIPPED_VERSION}.pt"
 DEFAULT_OUT = ROOT / "runs/benchmark"

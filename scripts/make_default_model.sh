@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 RUN=${RUN:-runs/mnist5k}
 NAME=awnet-mnist
-VERSION=${VERSION:-2}
+VERSION=${VERSION:-3}
 BUDGET=${BUDGET:-standard}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 t0=$SECONDS
@@ -18,7 +18,7 @@ t0=$SECONDS
 "$PY" -m training evaluate "$RUN/awnet/best.pt" --n 500 --budget "$BUDGET" --out "$RUN/awnet/evaluation"
 rm -rf "models/repository/$NAME/$VERSION"
 "$PY" -m training export --checkpoint "$RUN/awnet/best.pt" --out "models/repository/$NAME/$VERSION" \
-  --evaluation "$RUN/awnet/evaluation/evaluation.json" --no-fold
+  --evaluation "$RUN/awnet/evaluation/evaluation.json"
 cp "$RUN/awnet/evaluation/evaluation.json" "$RUN/awnet/evaluation/evaluation.md" "models/repository/$NAME/$VERSION/"
 "$PY" -m training slim "$RUN/awnet/best.pt" "models/checkpoints/$NAME-$VERSION.pt"
 echo "make model: $((SECONDS - t0)) s in total"

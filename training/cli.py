@@ -258,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fpr", type=float, default=DEFAULT_TARGET_FPR,
                    help="clean false-positive rate the router threshold is calibrated for")
     p.add_argument("--threshold-floor", type=float, default=DEFAULT_THRESHOLD_FLOOR,
-                   help="the threshold is max(FPR-calibrated threshold, this): never flag what the router "
-                        "itself calls more likely clean; 0 = the pure FPR threshold")
+                   help="the threshold is max(FPR-calibrated threshold, this); the default 0 is the pure FPR "
+                        "threshold (a floor of 0.5 let router-evasion attacks through: docs/decisions.md)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset")
     p.add_argument("--eval-steps", type=int, default=20, help="PGD steps for calibration and test figures")
     p.add_argument("--eval-max-samples", type=int, default=1000, help="validation/test images used")

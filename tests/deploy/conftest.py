@@ -3,7 +3,7 @@
 Two model repositories are served, one per parameter:
 - "fixture": the shared fake model (tests.support.fake_model), whose router is deterministic:
   smooth images (synthetic digits) -> p_adv < 0.025, sign-noised images -> p_adv > 0.5;
-- "shipped": the repository the compose stack mounts, models/repository (awnet-mnist/2),
+- "shipped": the repository the compose stack mounts, models/repository (awnet-mnist/3),
   skipped while the shipped model is missing.
 """
 

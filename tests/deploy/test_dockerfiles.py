@@ -190,7 +190,7 @@ def ignored(path: str) -> bool:
 
 
 def test_dockerignore_keeps_contexts_small_but_complete():
-    for path in [".git", ".venv", "models/repository", "models/repository/awnet-mnist/2/model.onnx",
+    for path in [".git", ".venv", "models/repository", "models/repository/awnet-mnist/3/model.onnx",
                  "runs", "tests", "service/__pycache__/app.cpython-311.pyc", "docs"]:
         assert ignored(path), f"{path} should be excluded from the build context"
     for dockerfile in (SERVE, TRAIN):

@@ -1,4 +1,4 @@
-"""The shipped default model (models/repository/awnet-mnist/2, `make model`): its manifest
+"""The shipped default model (models/repository/awnet-mnist/3, `make model`): its manifest
 matches its file, and its forced branches differ and match PyTorch's."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The same service against the shipped model (models/repository/awnet-mnist/2).
+"""The same service against the shipped model (models/repository/awnet-mnist/3).
 
 Skipped while the model has not been exported yet (see the ``shipped_repository`` fixture).
 API tests run through FastAPI's TestClient; tritonclient and ``python -m service`` need a

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The shipped model (`make model`): served by default and mounted by the compose stack.
 SHIPPED_REPOSITORY = ROOT / "models" / "repository"
 SHIPPED_MODEL = "awnet-mnist"
-SHIPPED_VERSION = "2"
+SHIPPED_VERSION = "3"
 SHIPPED_VERSION_DIR = SHIPPED_REPOSITORY / SHIPPED_MODEL / SHIPPED_VERSION
 SHIPPED_CHECKPOINT = ROOT / "models" / "checkpoints" / f"{SHIPPED_MODEL}-{SHIPPED_VERSION}.pt"
 EMBEDDED_DIGITS = ROOT / "training" / "data" / "embedded" / "mnist5k.npz"
