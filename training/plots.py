@@ -29,14 +29,20 @@ def save_figure(fig: Any, path: Path, dpi: int = 110, **layout: Any) -> Path:
     return path
 
 
+P_ADV_FLOOR = 1e-8  # the histogram's left edge: smaller scores are drawn in its first bin
+
+
 def router_score_hist(ax: Any, clean: np.ndarray, adv: np.ndarray, threshold: float, adv_label: str = "PGD") -> None:
-    """p_adv on clean and on attacked inputs over shared bins in [0, 1] (log counts), the
-    threshold drawn: one panel of the export's histogram and of ``analyze router``'s."""
-    bins = np.linspace(0, 1, 51)
-    ax.hist(clean, bins=bins, alpha=0.6, label=f"clean (n={len(clean)})", color="tab:green")
-    ax.hist(adv, bins=bins, alpha=0.6, label=f"{adv_label} (n={len(adv)})", color="tab:red")
-    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
-    ax.set(xlabel="router score p_adv", ylabel="images", yscale="log")
+    """p_adv on clean and on attacked inputs over shared log-spaced bins in [1e-8, 1] (log
+    counts), the threshold drawn: one panel of the export's histogram and of ``analyze
+    router``'s. Log p_adv because the 1 %-FPR threshold sits near 1e-4: on a linear axis
+    every score below 0.02 shares one bin with it."""
+    lo = P_ADV_FLOOR
+    bins = np.logspace(np.log10(lo), 0, 57)
+    ax.hist(np.clip(clean, lo, 1), bins=bins, alpha=0.6, label=f"clean (n={len(clean)})", color="tab:green")
+    ax.hist(np.clip(adv, lo, 1), bins=bins, alpha=0.6, label=f"{adv_label} (n={len(adv)})", color="tab:red")
+    ax.axvline(max(threshold, lo), color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    ax.set(xlabel=f"router score p_adv (log; below {lo:g} drawn at {lo:g})", ylabel="images", xscale="log", yscale="log")
 
 
 def plot_training_curves(run_dir: Path) -> Path | None:
