@@ -17,6 +17,18 @@ def _forward(model: nn.Module, x: torch.Tensor):
     return None
 
 
+def cw_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per sample: the true class's logit minus the best other one (negative = misclassified)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return true - other
+
+
+def router_margin(type_logits: torch.Tensor) -> torch.Tensor:
+    """Per sample: the router's type logit for "clean" minus that for "adversarial"."""
+    return type_logits[:, 0] - type_logits[:, 1]
+
+
 def ce_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
 
@@ -30,10 +42,7 @@ def cw_loss(
     confidently it is classified, and saturates only once it is misclassified by margin
     ``kappa``. (The authors of RAT evaluate with kappa 50: ``loss_kwargs={"kappa": 50}``.)
     """
-    logits = model(x)
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
-    return -(true - other + kappa).clamp(min=0.0).mean()
+    return -(cw_margin(model(x), y) + kappa).clamp(min=0.0).mean()
 
 
 def kl_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
@@ -68,9 +77,8 @@ def ce_evade_router_margin_loss(
     out = _forward(model, x)
     if out is None:
         return ce_loss(model, x, y, ref)
-    margin = out.type_logits[:, 0] - out.type_logits[:, 1]
     ce = F.cross_entropy(out.logits, y, reduction="none")
-    return (ce + weight * margin).mean()
+    return (ce + weight * router_margin(out.type_logits)).mean()
 
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]

@@ -21,13 +21,12 @@ from torch import nn
 
 from models import is_awnet
 from training.attacks.base import Attack
+from training.attacks.losses import cw_margin, router_margin
 
 
 def _classification_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "cw":  # CW margin: best other logit minus the true one, per sample
-        true = logits.gather(1, y[:, None]).squeeze(1)
-        other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
-        return other - true
+        return -cw_margin(logits, y)
     return F.cross_entropy(logits, y, reduction="none")
 
 
@@ -62,7 +61,7 @@ class SelectivePGD(Attack):
         if not is_awnet(self.model):
             return self.model(x), None, None
         out = self.model.forward_all(x)
-        return out.logits, out.p_adv, out.type_logits[:, 0] - out.type_logits[:, 1]
+        return out.logits, out.p_adv, router_margin(out.type_logits)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = self.project(x + torch.empty_like(x).uniform_(-self.eps, self.eps), x)
