@@ -10,7 +10,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from training.config import KD_REDUCTIONS, METHODS, OPTIMIZERS, SCHEDULES, TrainConfig
+from training.config import (
+    EVASION_LABELS,
+    KD_REDUCTIONS,
+    METHODS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+)
 from training.export.calibrate import DEFAULT_TARGET_FPR, DEFAULT_THRESHOLD_FLOOR
 
 D = TrainConfig()
@@ -150,6 +157,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--evasion-loss", choices=("log-p-clean", "margin"), default=D.evasion_loss,
                    help="--router-adaptive: the evader's router term, lambda * log p_clean or lambda * the type "
                         "logit margin (the attack that beats a low threshold; docs/results.md) (default: %(default)s)")
+    g.add_argument("--evasion-label", choices=EVASION_LABELS, default=D.evasion_label,
+                   help="--router-adaptive: which evasion examples the type loss calls adversarial: all, or only "
+                        "those the clean branch misclassifies (fooled: the ones a missed input would be; the "
+                        "others leave the type loss) (default: %(default)s)")
 
     g = p.add_argument_group("randomized adversarial training (Jin et al., CVPR 2023)")
     _bool(g, "--rat", "Gaussian weight noise when crafting + Taylor-expansion soft-label regulariser")

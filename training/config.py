@@ -10,6 +10,10 @@ METHODS = ("standard", "pgd-at", "trades", "awnet")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "multistep", "constant")
 KD_REDUCTIONS = ("mtard", "batchmean")
+#: --evasion-label: "all" calls every router-evasion example adversarial in the type loss;
+#: "fooled" only those the clean branch misclassifies (asymmetric: the eps-ball holds the
+#: clean digit itself, so no router can flag all of it; docs/decisions.md)
+EVASION_LABELS = ("all", "fooled")
 
 
 @dataclass
@@ -57,6 +61,7 @@ class TrainConfig:
     router_adaptive: bool = False  # opt-in: router-evasion PGD in training; did not hold in 8 CPU epochs (docs/results.md)
     evasion_lambdas: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
     evasion_loss: str = "log-p-clean"  # --router-adaptive: the evader's router term, log p_clean or the logit margin
+    evasion_label: str = "all"  # --router-adaptive: which evasion examples the type loss calls adversarial
     # randomized adversarial training (Jin et al., CVPR 2023)
     rat: bool = False
     rat_sigma: float = 1e-4
@@ -138,6 +143,8 @@ class TrainConfig:
             raise ValueError(f"lr schedule must be one of {SCHEDULES}")
         if self.kd_reduction not in KD_REDUCTIONS:
             raise ValueError(f"unknown kd reduction {self.kd_reduction!r}; choose from {', '.join(KD_REDUCTIONS)}")
+        if self.evasion_label not in EVASION_LABELS:
+            raise ValueError(f"unknown evasion label {self.evasion_label!r}; choose from {', '.join(EVASION_LABELS)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
         if self.val_apgdt_targets < 0 or (self.val_apgdt_targets > 0 and self.val_apgdt_steps < 1):
@@ -206,7 +213,7 @@ class OptionRule:
 ADVERSARIAL_METHODS = ("pgd-at", "trades", "awnet")
 AWNET_OPTIONS = ("clean_teacher", "robust_teacher", "teacher_free", "init_from", "type_loss_weight",
                  "balance_rate", "kd_temperature", "kd_reduction", "router_width", "router_hidden",
-                 "signal_activation", "router_adaptive", "evasion_lambdas", "evasion_loss")  # fmt: skip
+                 "signal_activation", "router_adaptive", "evasion_lambdas", "evasion_loss", "evasion_label")  # fmt: skip
 PER_STAGE_MODELS = ("wrn", "awnet_wrn")
 
 #: Which options act only in some runs (issue 13: ``--method standard --rat`` trained
@@ -223,7 +230,7 @@ OPTION_RULES: tuple[OptionRule, ...] = (
     OptionRule(("clean_teacher", "robust_teacher", "kd_temperature", "kd_reduction"),
                "distillation from teachers, which --teacher-free drops",
                lambda c: not c.teacher_free),
-    OptionRule(("evasion_lambdas", "evasion_loss"), "--router-adaptive (router-evasion PGD in training)",
+    OptionRule(("evasion_lambdas", "evasion_loss", "evasion_label"), "--router-adaptive (router-evasion PGD in training)",
                lambda c: c.router_adaptive),
     OptionRule(("rat_sigma", "rat_alpha", "rat_c"), "--rat", lambda c: c.rat),
     OptionRule(("depths", "widths"),

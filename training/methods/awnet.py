@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import is_awnet
+from models import is_awnet, unwrap
+from models.layers import MIX_CLEAN
+from training.attacks.base import preserved_modes
 from training.config import KD_REDUCTIONS, TrainConfig
 from training.distributed import mean_over_ranks
 from training.methods.base import Method
@@ -85,29 +87,48 @@ class AWNetMethod(Method):
         self.w_nat = self.w_nat - rate * (self.w_nat - target)
 
     def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The batch's adversarial examples, all labelled adversarial in the type loss.
+        """The batch's adversarial examples (see :meth:`craft_weighted` for their type labels)."""
+        return self.craft_weighted(model, x, y)[0]
 
-        Plain: PGD on the student (CE, through the soft router). With ``router_adaptive``
-        each sample also draws an evader's lambda from ``evasion_lambdas`` (0 = plain PGD)
-        and, for lambda > 0, crafts through the soft router or the forced clean branch with
-        equal odds, maximising CE + lambda * log p_clean (``evasion_loss`` "margin": lambda
-        * the router's logit margin, which still pulls once p_adv is tiny): the attacks of the evaluation
-        that hide from the router. Lambda ramps in with the eps warm-up, so the router
-        first learns plain attacks. One PGD either way: no extra cost per step.
+    def craft_weighted(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's adversarial examples and each one's weight as "adversarial" in the type loss.
+
+        Plain: PGD on the student (CE, through the soft router), every example weight 1.
+        With ``router_adaptive`` each sample also draws an evader's lambda from
+        ``evasion_lambdas`` (0 = plain PGD) and, for lambda > 0, crafts through the soft
+        router or the forced clean branch with equal odds, maximising CE + lambda * log
+        p_clean (``evasion_loss`` "margin": lambda * the router's logit margin, which still
+        pulls once p_adv is tiny): the attacks of the evaluation that hide from the router.
+        Lambda ramps in with the eps warm-up, so the router first learns plain attacks. One
+        PGD either way: no extra cost per step.
+
+        ``evasion_label`` "fooled" gives an evasion example weight 1 only when the clean
+        branch misclassifies it (the branch a hidden input is served by, so exactly the
+        inputs the router must flag) and 0 otherwise: the eps-ball holds the clean digit
+        itself, so asking the router to flag every evasion example asks it to flag clean
+        digits too (what "all" did: docs/results.md). Asymmetric adversarial training of
+        a detector, after Yin et al. (ICLR 2020).
         """
-        if not self.cfg.router_adaptive:
-            return self.pgd(model)(x, y)
         n = x.shape[0]
+        if not self.cfg.router_adaptive:
+            return self.pgd(model)(x, y), torch.ones(n, device=x.device)
         lambdas = torch.tensor([0.0, *self.cfg.evasion_lambdas], device=x.device)
         ramp = self.eps / self.cfg.eps if self.cfg.eps else 1.0
         lam = lambdas[torch.randint(len(lambdas), (n,), device=x.device)] * ramp
         through_clean = (torch.rand(n, device=x.device) < 0.5) & (lam > 0)
         mix = torch.where(through_clean, torch.zeros(n, device=x.device), torch.full((n,), -1.0, device=x.device))
         loss = "ce-evade-router-margin" if self.cfg.evasion_loss == "margin" else "ce-evade-router"
-        return self.pgd(model, loss=loss, mix=mix, loss_kwargs={"weight": lam})(x, y)
+        x_adv = self.pgd(model, loss=loss, mix=mix, loss_kwargs={"weight": lam})(x, y)
+        weight = torch.ones(n, device=x.device)
+        if self.cfg.evasion_label == "fooled":
+            bare = unwrap(model)
+            with preserved_modes(bare, mix=MIX_CLEAN), torch.no_grad():
+                fooled = bare(x_adv).argmax(1) != y
+            weight = torch.where(lam > 0, fooled.float(), weight)
+        return x_adv, weight
 
     def loss(self, model, x, y):
-        x_adv = self.craft(model, x, y)
+        x_adv, adv_weight = self.craft_weighted(model, x, y)
         out_c, out_a = model(x, x_adv=x_adv)
         t = self.cfg.kd_temperature
         if self.teachers is None:
@@ -121,8 +142,9 @@ class AWNetMethod(Method):
             l_nat = kd_loss(out_c.logits, tc, t, self.cfg.kd_reduction)
             l_adv = kd_loss(out_a.logits, ta, t, self.cfg.kd_reduction)
         n = x.shape[0]
-        l_type = F.cross_entropy(out_c.type_logits, torch.full((n,), CLEAN, device=x.device)) + F.cross_entropy(
-            out_a.type_logits, torch.full((n,), ADV, device=x.device)
+        l_adv_type = F.cross_entropy(out_a.type_logits, torch.full((n,), ADV, device=x.device), reduction="none")
+        l_type = F.cross_entropy(out_c.type_logits, torch.full((n,), CLEAN, device=x.device)) + (
+            (adv_weight * l_adv_type).sum() / adv_weight.sum().clamp_min(1.0)
         )
         self._balance(l_nat.item(), l_adv.item())
         w_nat, w_adv = self.w_nat, 1.0 - self.w_nat
@@ -135,12 +157,16 @@ class AWNetMethod(Method):
             figures.update(rat_f1=f1.item(), rat_f2=f2.item())
         total = main + self.cfg.type_loss_weight * l_type
         with torch.no_grad():
+            flagged = (out_a.type_logits.argmax(1) == ADV).float()
             router_acc = 0.5 * (
-                (out_c.type_logits.argmax(1) == CLEAN).float().mean() + (out_a.type_logits.argmax(1) == ADV).float().mean()
+                (out_c.type_logits.argmax(1) == CLEAN).float().mean()
+                + (adv_weight * flagged).sum() / adv_weight.sum().clamp_min(1.0)
             )
         figures.update(
             l_nat=l_nat.item(), l_adv=l_adv.item(), l_type=l_type.item(), w_nat=w_nat, router_acc=router_acc.item()
         )
+        if self.cfg.router_adaptive:
+            figures["type_adv_share"] = adv_weight.mean().item()  # share of the batch labelled adversarial
         return total, figures
 
     def state_dict(self) -> dict[str, Any]:
