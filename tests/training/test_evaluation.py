@@ -70,7 +70,9 @@ def test_checkpoint_and_export_give_the_same_figures() -> None:
     assert a["clean"]["acc"] == b["clean"]["acc"] and a["clean"]["router_fpr"] == b["clean"]["router_fpr"]
     assert a["clean"]["p_adv_mean"] == pytest.approx(b["clean"]["p_adv_mean"], abs=1e-5)  # folded router BN
     assert [r["acc"] for r in a["attacks"]] == [r["acc"] for r in b["attacks"]]
-    assert a["settings"]["threshold"] == b["settings"]["threshold"]  # calibrated == manifest
+    # calibrated == manifest, to float32 rounding: torch's CPU kernels are not bitwise equal
+    # across CPU types (10 ulps apart on another machine than the one that exported)
+    assert a["settings"]["threshold"] == pytest.approx(b["settings"]["threshold"], rel=1e-5)
 
 
 class GradientBlock(nn.Module):
