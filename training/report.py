@@ -3,6 +3,8 @@
 Each ``make reproduce`` run leaves ``results/SETTING/seedN/MODEL/evaluation.json`` and a
 ``timings.jsonl``; this merges whatever seeds exist into mean and spread per model and
 setting, judges AW-Net's goal plainly, and draws the clean-vs-worst-case trade-off plot.
+Seeds are merged only when their cards' training recipes agree (``recipe_conflicts``): a
+seed trained before a recipe changed gets its own row, never a share of the mean.
 Only the part between the markers of docs/results.md is rewritten; the rest is prose.
 """
 
@@ -17,6 +19,10 @@ from typing import Any
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 MODELS = ("standard", "pgd-at", "trades", "trades+rat", "awnet", "awnet+rat", "awnet-plain-router")
 AWNET_MODELS = ("awnet", "awnet+rat", "awnet-plain-router")
+#: training-config fields that differ between the seeds of one recipe (or say nothing about
+#: it): the seed itself, where the run and its teachers live, how the machine ran it
+RUN_FIELDS = frozenset({"seed", "out", "data_root", "download", "clean_teacher", "robust_teacher", "init_from",
+                        "device", "workers", "amp", "resume", "stop_after", "log_every"})  # fmt: skip
 #: The evaluation issue's goal: AW-Net's worst-case WRA this many points above the best
 #: static model, with clean accuracy within CLEAN_SLACK of the standard model's.
 WRA_GOAL, CLEAN_SLACK = 0.02, 0.01
@@ -45,9 +51,55 @@ def load_results(root: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
             "n": card["settings"]["n"], "eps": card["settings"]["eps"], "budget": card["settings"]["budget"],
             "sanity": all(c["passed"] for c in card.get("sanity", [])),
             "attacks": {a["name"]: a["acc"] for a in card["attacks"]},
+            "model": model_dir.name, "recipe": recipe(card),
         }  # fmt: skip
         out.setdefault(setting, {}).setdefault(model_dir.name, []).append(rec)
     return out
+
+
+def recipe(card: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's training recipe without its run fields (None: a card from before cards
+    recorded it, or one written by hand)."""
+    training = card["model"].get("training")
+    return None if training is None else {k: v for k, v in training.items() if k not in RUN_FIELDS}
+
+
+def recipe_conflicts(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[str]:
+    """The fields both recipes set to different values (none when either is unknown)."""
+    if a is None or b is None:
+        return []
+    return sorted(k for k in set(a) & set(b) if a[k] != b[k])
+
+
+def split_by_recipe(models: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """One row per model and recipe: the seeds of a model whose recipes conflict go into
+    separate rows labelled by their seeds, with a note naming the fields that differ."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    notes: list[str] = []
+    for name, recs in models.items():
+        groups: list[list[dict[str, Any]]] = []
+        for rec in sorted(recs, key=lambda r: r["seed"]):
+            home = next((g for g in groups if not any(recipe_conflicts(rec["recipe"], o["recipe"]) for o in g)), None)
+            if home is None:
+                groups.append([rec])
+            else:
+                home.append(rec)
+        if len(groups) == 1:
+            rows[name] = groups[0]
+            continue
+        labels = [f"{name} (seed {', '.join(str(r['seed']) for r in g)})" for g in groups]
+        rows.update(zip(labels, groups, strict=True))
+        fields = sorted({f for i, g in enumerate(groups) for h in groups[i + 1:] for a in g for b in h
+                         for f in recipe_conflicts(a["recipe"], b["recipe"])})  # fmt: skip
+        values = "; ".join(f"{f}: " + " / ".join(str(next((r["recipe"][f] for r in g if r["recipe"] and f in r["recipe"]), "?"))
+                                                  for g in groups) for f in fields)  # fmt: skip
+        notes.append(f"`{name}`: {' and '.join(labels)} were trained with different recipes ({values}); "
+                     "their figures are not merged.")  # fmt: skip
+    return rows, notes
+
+
+def _base(recs: list[dict[str, Any]]) -> str:
+    return recs[0]["model"]
 
 
 def _ms(values: list[float | None]) -> tuple[float, float] | None:
@@ -67,7 +119,9 @@ def _fmt(values: list[float | None], pct: bool = True) -> str:
     return f"{m * k:.1f}{spread}" if pct else f"{m:.0f}{spread}"
 
 
-def setting_section(setting: str, models: dict[str, list[dict[str, Any]]], plot: Path | None) -> str:
+def setting_section(
+    setting: str, models: dict[str, list[dict[str, Any]]], plot: Path | None, notes: list[str] | None = None
+) -> str:
     seeds = sorted({r["seed"] for recs in models.values() for r in recs})
     any_rec = next(iter(models.values()))[0]
     lines = [f"### {setting}", "",
@@ -75,13 +129,14 @@ def setting_section(setting: str, models: dict[str, list[dict[str, Any]]], plot:
              f"seeds {', '.join(map(str, seeds))} (mean ± standard deviation over seeds where more than one).", "",
              "| model | seeds | clean % | worst case % | WRA (worst) % | missed % | detected % of fooled | clean FPR % | train s | evaluate s | sanity |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name in [m for m in MODELS if m in models] + sorted(set(models) - set(MODELS)):
+    order = {m: i for i, m in enumerate(MODELS)}
+    for name in sorted(models, key=lambda k: (order.get(_base(models[k]), len(order)), _base(models[k]), k)):
         recs = models[name]
         g = lambda k, recs=recs: [r[k] for r in recs]  # noqa: E731
         lines.append(f"| {name} | {len(recs)} | {_fmt(g('clean'))} | {_fmt(g('worst'))} | {_fmt(g('wra'))} | "
                      f"{_fmt(g('missed'))} | {_fmt(g('detected'))} | {_fmt(g('fpr'))} | {_fmt(g('train_s'), False)} | "
                      f"{_fmt(g('eval_s'), False)} | {'pass' if all(g('sanity')) else '**FAIL**'} |")  # fmt: skip
-    lines += ["", verdict(models)]
+    lines += [""] + [f"- {n}" for n in notes or []] + ([""] if notes else []) + [verdict(models)]
     if plot is not None:
         lines += ["", f"![clean vs worst-case accuracy, {setting}]({plot.as_posix()})"]
     return "\n".join(lines)
@@ -89,14 +144,15 @@ def setting_section(setting: str, models: dict[str, list[dict[str, Any]]], plot:
 
 def verdict(models: dict[str, list[dict[str, Any]]]) -> str:
     """Does AW-Net beat the best static model on worst-case WRA by the goal, clean within slack?"""
-    static = {m: _ms([r["wra"] for r in recs])[0] for m, recs in models.items() if m not in AWNET_MODELS}
-    aw = {m: _ms([r["wra"] for r in recs])[0] for m, recs in models.items() if m in AWNET_MODELS}
+    static = {m: _ms([r["wra"] for r in recs])[0] for m, recs in models.items() if _base(recs) not in AWNET_MODELS}
+    aw = {m: _ms([r["wra"] for r in recs])[0] for m, recs in models.items() if _base(recs) in AWNET_MODELS}
     if not static or not aw:
         return "Verdict: not enough models in this setting to judge."
     best_static = max(static, key=static.get)
     best_aw = max(aw, key=aw.get)
     gain = aw[best_aw] - static[best_static]
-    clean_std = _ms([r["clean"] for r in models["standard"]])[0] if "standard" in models else None
+    standards = [recs for recs in models.values() if _base(recs) == "standard"]
+    clean_std = _ms([r["clean"] for r in max(standards, key=len)])[0] if standards else None
     clean_aw = _ms([r["clean"] for r in models[best_aw]])[0]
     wra_ok = gain >= WRA_GOAL
     clean_ok = clean_std is not None and clean_aw >= clean_std - CLEAN_SLACK
@@ -116,7 +172,7 @@ def plot_tradeoff(setting: str, models: dict[str, list[dict[str, Any]]], path: P
     fig, ax = pyplot().subplots(figsize=(6, 4.5))
     for name, recs in models.items():
         c, w = _ms([r["clean"] for r in recs]), _ms([r["worst"] for r in recs])
-        marker = "*" if name in AWNET_MODELS else "o"
+        marker = "*" if _base(recs) in AWNET_MODELS else "o"
         ax.errorbar(w[0] * 100, c[0] * 100, xerr=w[1] * 100, yerr=c[1] * 100, fmt=marker, markersize=10 if marker == "*" else 7,
                     capsize=3, label=name)  # fmt: skip
     ax.set_xlabel("worst-case robust accuracy (%)")
@@ -131,9 +187,10 @@ def render(results: Path, out: Path) -> str:
     data = load_results(results)
     figures = out.parent / "figures"
     sections = []
-    for setting, models in sorted(data.items()):
+    for setting, merged in sorted(data.items()):
+        models, notes = split_by_recipe(merged)
         plot = plot_tradeoff(setting, models, figures / f"tradeoff_{setting}.png")
-        sections.append(setting_section(setting, models, plot.relative_to(out.parent)))
+        sections.append(setting_section(setting, models, plot.relative_to(out.parent), notes))
     body = "\n\n".join(sections) if sections else "No reproduction results yet: run `make reproduce`."
     write_section(out, BEGIN, END, f"<!-- written by `python -m training report` from results/; do not edit by hand -->\n\n{body}\n",
                   "## Reproduction (`make reproduce`)")  # fmt: skip

@@ -12,6 +12,7 @@ from torch import nn
 from models import create_model
 from tests.support.paths import SHIPPED_CHECKPOINT as SHIPPED_CKPT
 from tests.support.paths import SHIPPED_VERSION_DIR as SHIPPED_DIR
+from training import report
 from training.evaluation import library
 from training.evaluation.cli import SANITY_FAILED
 from training.evaluation.command import evaluate_target, failed_checks, markdown_table
@@ -70,6 +71,8 @@ def test_checkpoint_and_export_give_the_same_figures() -> None:
     assert a["clean"]["acc"] == b["clean"]["acc"] and a["clean"]["router_fpr"] == b["clean"]["router_fpr"]
     assert a["clean"]["p_adv_mean"] == pytest.approx(b["clean"]["p_adv_mean"], abs=1e-5)  # folded router BN
     assert [r["acc"] for r in a["attacks"]] == [r["acc"] for r in b["attacks"]]
+    # both cards record the training recipe (the report merges seeds only when recipes agree)
+    assert report.recipe(a) == report.recipe(b) and report.recipe(a)["method"] == "awnet"
     # calibrated == manifest, to float32 rounding: torch's CPU kernels are not bitwise equal
     # across CPU types (10 ulps apart on another machine than the one that exported)
     assert a["settings"]["threshold"] == pytest.approx(b["settings"]["threshold"], rel=1e-5)

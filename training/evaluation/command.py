@@ -85,7 +85,7 @@ def evaluate_target(
         "model": {
             "path": str(target.path), "source": target.source, "arch": target.arch, "method": target.method,
             "dataset": target.dataset, "awnet": target.awnet, "weights_sha256": weights_fingerprint(target.model),
-            "onnx_parity_max_abs": target.parity_max_abs,
+            "onnx_parity_max_abs": target.parity_max_abs, "training": target.training,
         },
         "settings": {
             "split": "test", "n": int(len(x)), "eps": eps, "norm": "Linf", "seed": seed, "budget": budget,

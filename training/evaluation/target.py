@@ -49,6 +49,7 @@ class Target:
     manifest: dict[str, Any] | None = None
     threshold: float | None = None  # None: calibrate on the validation split
     parity_max_abs: float | None = None
+    training: dict[str, Any] | None = None  # the training config it came from (the card records the recipe)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,7 +121,7 @@ def load_target(path: str | Path, device: str = "cpu") -> Target:
     return Target(
         model=model, source="checkpoint", path=p, arch=ckpt["model_name"], method=method_label(cfg),
         dataset=cfg["dataset"], data_root=cfg.get("data_root"), eps=training_eps(cfg),
-        awnet=is_awnet(model),
+        awnet=is_awnet(model), training=dict(cfg),
         extra={"masking_alarm": ckpt.get("masking_alarm")},
     )  # fmt: skip
 
@@ -169,7 +170,7 @@ def _load_export(folder: Path, device: str) -> Target:
     target = Target(
         model=served, source="onnx", path=folder, arch=manifest["arch"], method=manifest.get("method", cfg.method),
         dataset=manifest.get("dataset", cfg.dataset), data_root=cfg.data_root, eps=float(manifest["attack"]["eps"]),
-        awnet=awnet, manifest=manifest, threshold=manifest_threshold(manifest),
+        awnet=awnet, manifest=manifest, threshold=manifest_threshold(manifest), training=dict(manifest["training"]),
     )  # fmt: skip
     target.parity_max_abs = check_against_onnx(target, onnx_path)
     return target

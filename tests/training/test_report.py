@@ -1,0 +1,57 @@
+"""``python -m training report`` (issue 18): seeds of one recipe merge into mean and spread;
+seeds whose recorded recipes conflict get their own rows, never a share of the mean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from training import report
+
+
+def _card(results: Path, seed: int, model: str, clean: float, worst: float, training: dict[str, Any] | None) -> None:
+    """A minimal evaluation.json as `evaluate` writes it, under results/SETTING/seedN/MODEL/."""
+    out = results / "digits" / f"seed{seed}" / model
+    out.mkdir(parents=True, exist_ok=True)
+    card = {"model": {"path": "runs/x/best.pt"} | ({"training": training} if training is not None else {}),
+            "settings": {"n": 500, "eps": 0.3, "seed": seed, "budget": "reproduce"}, "clean": {"acc": clean},
+            "worst_case": {"acc": worst, "wra": (clean + worst) / 2},
+            "attacks": [{"name": "pgd20", "acc": worst}], "sanity": [{"name": "eps", "passed": True}]}  # fmt: skip
+    (out / "evaluation.json").write_text(json.dumps(card))
+
+
+def _recipe(seed: int, **changes: Any) -> dict[str, Any]:
+    return {"method": "awnet", "epochs": 8, "router_adaptive": False, "seed": seed, "out": f"runs/s{seed}",
+            "clean_teacher": f"runs/s{seed}/standard/best.pt"} | changes  # fmt: skip
+
+
+def _rows(md: str) -> dict[str, list[str]]:
+    return {c[0]: c[1:] for line in md.splitlines() if line.startswith("| ")
+            for c in [[x.strip() for x in line.strip("|").split("|")]] if c[0] not in ("model", "---")}  # fmt: skip
+
+
+def test_seeds_of_one_recipe_merge_whatever_their_run_fields(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    _card(res, 0, "standard", 0.98, 0.0, None)  # a card from before cards recorded the recipe: merges
+    _card(res, 1, "standard", 0.96, 0.0, {"method": "standard", "seed": 1})
+    _card(res, 0, "awnet", 0.96, 0.70, _recipe(0))
+    _card(res, 1, "awnet", 0.94, 0.74, _recipe(1))
+    rows = _rows(report.render(res, tmp_path / "results.md"))
+    assert set(rows) == {"standard", "awnet"}
+    assert rows["awnet"][:3] == ["2", "95.0 ± 1.4", "72.0 ± 2.8"]
+    assert rows["standard"][:2] == ["2", "97.0 ± 1.4"]
+
+
+def test_seeds_whose_recipes_conflict_are_reported_apart_and_named(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    _card(res, 0, "standard", 0.98, 0.0, None)
+    _card(res, 0, "awnet", 0.95, 0.65, {"method": "awnet", "router_adaptive": True})  # backfilled, partial
+    _card(res, 1, "awnet", 0.97, 0.76, _recipe(1))
+    _card(res, 2, "awnet", 0.97, 0.78, _recipe(2))
+    md = report.render(res, tmp_path / "results.md")
+    rows = _rows(md)
+    assert rows["awnet (seed 0)"][:3] == ["1", "95.0", "65.0"]
+    assert rows["awnet (seed 1, 2)"][:3] == ["2", "97.0 ± 0.0", "77.0 ± 1.4"]
+    assert "trained with different recipes (router_adaptive: True / False); their figures are not merged" in md
+    assert "best AW-Net (awnet (seed 1, 2)" in md  # the verdict judges each recipe on its own
