@@ -12,7 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_CHECKPOINT, DEFAULT_MODEL_DIR, DEFAULT_OUT, DOC, FIGURES, ROOT
+from benchmarks.common import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_MODEL_DIR,
+    DEFAULT_OUT,
+    DOC,
+    FIGURES,
+    ROOT,
+    usable_cores,
+)
 
 # option: (full run, --quick, type, nargs, help)
 TUNABLES = {
@@ -129,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra setting of the started service (repeatable), e.g. AWNET_MAX_QUEUE_DELAY_MS=0",
     )
     g.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="the service once per worker count (AWNET_WORKERS), one after the other, e.g. "
+        "'--workers 1 2' (default: 1, and 2 too on a machine with 2 or more cores); memory "
+        "over requests and the profile on the 1-worker service",
+    )
+    g.add_argument(
         "--triton",
         action=BOOL,
         default=None,
@@ -168,6 +186,12 @@ def _problems(args: argparse.Namespace) -> list[str]:
         bad.append("--paced-fraction must be in [0, 1), --rss-requests >= 0, --rss-chunks >= 1")
     if any("=" not in kv or not kv.upper().startswith("AWNET_") for kv in args.service_env):
         bad.append("--service-env takes AWNET_NAME=VALUE")
+    if any(kv.upper().startswith("AWNET_WORKERS=") for kv in args.service_env):
+        bad.append("the worker count is --workers, not --service-env AWNET_WORKERS")
+    if args.workers is not None and (min(args.workers) < 1 or max(args.workers) > 64):
+        bad.append("--workers takes counts from 1 to 64")
+    if args.workers is not None and args.url and args.workers != [1]:
+        bad.append("--workers does not apply to a running service (--url)")
     if args.http_models[0] != "awnet":
         bad.append("--http-models must start with awnet")
     if any(m != "awnet" and not getattr(args, m) for m in args.http_models):
@@ -204,6 +228,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if bad:
         raise SystemExit("error: " + "; ".join(bad))
     args.connections = sorted(set(args.connections))
+    if args.workers is None:
+        args.workers = [1] if args.url or usable_cores() < 2 else [1, 2]
+    args.workers = list(dict.fromkeys(args.workers))  # in the order given, once each
     args.batch_sizes = sorted(set(args.batch_sizes))
     args.triton_required = bool(args.triton)
     if args.triton is None:

@@ -18,7 +18,7 @@ STYLES = {
     "torch-eager (clean)": ("C3", "--"),
     "torch-eager (adv)": ("C3", ":"),
 }
-SERVERS = {"service": "C0", "triton": "C1"}
+SERVERS = {"service": "C0", "triton": "C1", "service-w2": "C2"}
 
 
 def _pyplot() -> Any:

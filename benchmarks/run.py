@@ -25,7 +25,7 @@ from benchmarks.common import check_loopback, loadavg, log, usable_cores
 from benchmarks.inprocess import eager_cells, measure, ort_cells, throughput
 from benchmarks.memory import measure_memory, rss_over_requests
 from benchmarks.profile import profile_under_load
-from benchmarks.servers import Server, get, service, triton, triton_python
+from benchmarks.servers import Server, get, service, service_kind, triton, triton_python
 from benchmarks.sessions import DeviceUnavailable, make_session
 from benchmarks.wrk import WrkMissing, run_wrk, wrk_path
 
@@ -59,6 +59,37 @@ def _external(url: str, model: str):  # noqa: ANN202
     yield Server("service", url, [model], metrics_url=f"{url}/metrics")
 
 
+def _memory_and_profile(
+    args: argparse.Namespace, srv: Server, name: str, bodies: http.Bodies,
+    plan: http.HttpPlan, rows: list[dict[str, Any]],
+) -> tuple[Any, Any]:
+    """RSS over many requests and the py-spy profile of one service process."""
+    rss = prof = None
+    if srv.pid is not None and args.rss_requests:
+        log(f"memory: service RSS over {args.rss_requests:,} requests")
+        top = max(plan.connections)
+        rate = max(
+            (r["requests_per_s"] or 0 for r in rows
+             if r["scenario"] == "single" and r["server"] == srv.kind), default=1,
+        )  # fmt: skip
+        send = http.memory_sender(srv, name, bodies.single, plan, top, rate)
+        rss = rss_over_requests(srv.pid, send, args.rss_requests, args.rss_chunks, args.rss_warmup)
+    if srv.pid is not None and args.profile:
+        top = max(plan.connections)
+
+        def load() -> dict[str, Any]:
+            return run_wrk(srv.infer_url(name), connections=top, seconds=args.profile_seconds,
+                           body=bodies.single[0], header_length=bodies.single[1])  # fmt: skip
+
+        prof = {}
+        for kind, gil in (("threads", False), ("gil", True)):
+            log(f"profile: py-spy ({kind}) on the service for {args.profile_seconds:g} s")
+            raw = args.out / "profile" / f"service-{kind}.raw.txt"
+            prof[kind] = profile_under_load(srv.pid, load, args.profile_seconds, raw, gil=gil)
+        prof = prof if any(prof.values()) else None
+    return rss, prof
+
+
 def http_section(
     args: argparse.Namespace, models: dict[str, ModelFiles], info: dict[str, Any]
 ) -> dict[str, Any]:
@@ -73,38 +104,20 @@ def http_section(
     rows: list[dict[str, Any]] = []
     rss = prof = None
     env = dict(kv.split("=", 1) for kv in args.service_env)
-    ctx = (
-        _external(args.url, name)
-        if args.url
-        else service(served, args.out / "service", device=args.device, extra_env=env)
-    )
-    with ctx as srv:
-        rows += http.scenarios(srv, name, bodies, plan, pace=True)
-        for m in served[1:]:
-            rows += http.scenarios(srv, m.manifest.name, bodies, plan, main=False)
-        if srv.pid is not None and args.rss_requests:
-            log(f"memory: service RSS over {args.rss_requests:,} requests")
-            top = max(plan.connections)
-            rate = max(
-                (r["requests_per_s"] or 0 for r in rows if r["scenario"] == "single"), default=1
-            )
-            send = http.memory_sender(srv, name, bodies.single, plan, top, rate)
-            rss = rss_over_requests(
-                srv.pid, send, args.rss_requests, args.rss_chunks, args.rss_warmup
-            )
-        if srv.pid is not None and args.profile:
-            top = max(plan.connections)
-
-            def load() -> dict[str, Any]:
-                return run_wrk(srv.infer_url(name), connections=top, seconds=args.profile_seconds,
-                               body=bodies.single[0], header_length=bodies.single[1])  # fmt: skip
-
-            prof = {}
-            for kind, gil in (("threads", False), ("gil", True)):
-                log(f"profile: py-spy ({kind}) on the service for {args.profile_seconds:g} s")
-                raw = args.out / "profile" / f"service-{kind}.raw.txt"
-                prof[kind] = profile_under_load(srv.pid, load, args.profile_seconds, raw, gil=gil)
-            prof = prof if any(prof.values()) else None
+    for workers in args.workers:
+        kind = service_kind(workers)
+        ctx = (
+            _external(args.url, name)
+            if args.url
+            else service(served, args.out / kind, device=args.device, kind=kind,
+                         extra_env={**env, "AWNET_WORKERS": str(workers)})  # fmt: skip
+        )
+        with ctx as srv:
+            rows += http.scenarios(srv, name, bodies, plan, pace=True)
+            for m in served[1:]:
+                rows += http.scenarios(srv, m.manifest.name, bodies, plan, main=False)
+            if workers == 1:  # one process to follow (a supervisor's RSS says nothing)
+                rss, prof = _memory_and_profile(args, srv, name, bodies, plan, rows)
     if args.triton:
         py = triton_python(args.triton_python)
         if py is None:

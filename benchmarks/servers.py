@@ -30,7 +30,7 @@ TRITON_VENV_PYTHON = ROOT / ".venv-triton/bin/python"
 
 @dataclass
 class Server:
-    kind: str  # "service" | "triton"
+    kind: str  # "service", "service-wN" (N workers: service_kind) or "triton"
     url: str
     models: list[str]
     proc: subprocess.Popen[bytes] | None = None
@@ -51,7 +51,7 @@ class Server:
     def batch_counters(self, model: str) -> tuple[float, float]:
         """(inputs, model calls) so far for ``model``, from the server's metrics."""
         text = get(self.metrics_url)
-        if self.kind == "service":
+        if self.kind.startswith("service"):
             return (metric_sum(text, "awnet_batch_size_sum", model),
                     metric_sum(text, "awnet_batch_size_count", model))  # fmt: skip
         return metric_sum(text, "nv_inference_count", model), metric_sum(
@@ -135,11 +135,17 @@ def repository_of(models: Sequence[ModelFiles], root: Path) -> Path:
     return root
 
 
+def service_kind(workers: int) -> str:
+    """The service's name in the tables: ``service`` with one worker, ``service-wN`` with N."""
+    return "service" if workers == 1 else f"service-w{workers}"
+
+
 @contextlib.contextmanager
 def service(
     models: Sequence[ModelFiles],
     workdir: Path,
     *,
+    kind: str = "service",
     device: str = "cpu",
     extra_env: Mapping[str, str] | None = None,
     timeout_s: float = 120.0,
@@ -156,7 +162,7 @@ def service(
     }
     url = f"http://127.0.0.1:{port}"
     server = Server(
-        "service",
+        kind,
         url,
         [m.manifest.name for m in models],
         metrics_url=f"{url}/metrics",

@@ -34,55 +34,58 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     out = []
     top = max((r["connections"] for r in http if r["scenario"] == "single"), default=None)
-    s, t = find("service", "single", top), find("triton", "single", top)
-    v = ratio(s["requests_per_s"], t["requests_per_s"]) if s and t else None
-    out.append(
-        row(
-            f"1 image, {top} connections: service req/s / PyTriton's",
-            v,
-            ">= 2.00x",
-            None if v is None else v >= 2.0,
-            f"service {fmt_int(s and s['requests_per_s'])} req/s (aim 1,500)",
+    t = find("triton", "single", top)
+    kinds = list(dict.fromkeys(r["server"] for r in http if r["server"].startswith("service")))
+    for kind in kinds or ["service"]:  # each service configuration (--workers) on its own
+        s = find(kind, "single", top)
+        v = ratio(s["requests_per_s"], t["requests_per_s"]) if s and t else None
+        out.append(
+            row(
+                f"1 image, {top} connections: {kind} req/s / PyTriton's",
+                v,
+                ">= 2.00x",
+                None if v is None else v >= 2.0,
+                f"{kind} {fmt_int(s and s['requests_per_s'])} req/s (aim 1,500)",
+            )
         )
-    )
-    s1, call = find("service", "single", 1), model_call_ms(latency, 1)
-    v = s1["p50_ms"] if s1 else None
-    out.append(
-        row(
-            "1 connection: p50 ms vs model call + 1 ms",
-            v,
-            f"<= {fmt_num((call or 0) + 1)} ms",
-            None if v is None or call is None else v <= call + 1.0,
-            f"model call {fmt_num(call or 0)} ms",
+        s1, call = find(kind, "single", 1), model_call_ms(latency, 1)
+        v = s1["p50_ms"] if s1 else None
+        out.append(
+            row(
+                f"{kind}, 1 connection: p50 ms vs model call + 1 ms",
+                v,
+                f"<= {fmt_num((call or 0) + 1)} ms",
+                None if v is None or call is None else v <= call + 1.0,
+                f"model call {fmt_num(call or 0)} ms",
+            )
         )
-    )
-    b = find("service", "batch")
-    v = b.get("vs_inprocess") if b else None
-    out.append(
-        row(
-            "batch requests, img/s vs in-process at that batch",
-            v,
-            ">= 0.80x",
-            None if v is None else v >= 0.8,
-            f"{b['images_per_request']} images, {b['connections']} connections" if b else "",
+        b = find(kind, "batch")
+        v = b.get("vs_inprocess") if b else None
+        out.append(
+            row(
+                f"{kind}, batch requests: img/s vs in-process at that batch",
+                v,
+                ">= 0.80x",
+                None if v is None else v >= 0.8,
+                f"{b['images_per_request']} images, {b['connections']} connections" if b else "",
+            )
         )
-    )
-    p = find("service", "paced")
-    v = ratio(p["p99_ms"], p["p50_ms"]) if p else None
-    out.append(
-        row(
-            "at 70 % of saturation: p99 / p50",
-            v,
-            "<= 3.00x",
-            None if v is None else v <= 3.0,
-            f"load {fmt_ratio(p and p['load_fraction'])} of saturation" if p else "",
+        p = find(kind, "paced")
+        v = ratio(p["p99_ms"], p["p50_ms"]) if p else None
+        out.append(
+            row(
+                f"{kind}, at 70 % of saturation: p99 / p50",
+                v,
+                "<= 3.00x",
+                None if v is None else v <= 3.0,
+                f"load {fmt_ratio(p and p['load_fraction'])} of saturation" if p else "",
+            )
         )
-    )
     m = results.get("rss_over_requests")
     v = m["growth"] if m else None
     out.append(
         row(
-            "RSS growth after warm-up",
+            "service, RSS growth after warm-up",
             v,
             "<= 5 %",
             None if v is None else v <= 0.05,

@@ -3,10 +3,16 @@
 One ``Metrics`` object per app, each with its own ``CollectorRegistry`` so that tests can
 create many apps in one process. Every model-level series carries ``model`` and ``version``;
 requests not tied to a known model use ``model=""``, ``version=""``.
+
+With ``AWNET_WORKERS`` > 1 the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before it starts
+the workers: prometheus_client then keeps every value in a file per process, ``/metrics`` of
+any worker reads them all (``MultiProcessCollector``), counters and histograms add up over the
+workers, and each gauge declares how its workers' values combine (``multiprocess_mode``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -44,6 +51,11 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # No `*_created` series: they double the series count and nothing here uses them.
 disable_created_metrics()
+
+
+def multiprocess_dir() -> str | None:
+    """The folder of prometheus_client's multiprocess mode, when this process is a worker."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class ModelSeries:
@@ -99,10 +111,18 @@ class Metrics:
         r = self.registry
         self._series: dict[tuple[str, str], ModelSeries] = {}
         self._request_series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
-        # Standard process_* and python_* series, scoped to this registry.
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
+        # What /metrics shows: this registry, or every worker's files in multiprocess mode
+        # (prometheus_client's process_* and python_* series describe one process only, so
+        # that mode leaves them out, as prometheus_client's documentation says).
+        self.exposition = r
+        path = multiprocess_dir()
+        if path is not None:
+            self.exposition = CollectorRegistry()
+            MultiProcessCollector(self.exposition, path=path)
+        else:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
 
         self.router_score = Histogram(
             "awnet_router_score", "Router adversarial probability p_adv per input.",
@@ -133,19 +153,20 @@ class Metrics:
             MODEL_LABELS, buckets=BATCH_SIZE_BUCKETS, registry=r,
         )
         self.queue_depth = Gauge(
-            "awnet_queue_depth", "Inputs waiting in the batching queue.", MODEL_LABELS, registry=r,
+            "awnet_queue_depth", "Inputs waiting in the batching queue.", MODEL_LABELS,
+            multiprocess_mode="livesum", registry=r,
         )
         self.inflight = Gauge(
             "awnet_inflight_requests", "Inference requests being processed (queued or running).",
-            MODEL_LABELS, registry=r,
+            MODEL_LABELS, multiprocess_mode="livesum", registry=r,
         )
         self.model_info = Gauge(
             "awnet_model_info", "Served model version (=1), with its execution provider.",
-            (*MODEL_LABELS, "provider", "kind", "method"), registry=r,
+            (*MODEL_LABELS, "provider", "kind", "method"), multiprocess_mode="livemax", registry=r,
         )
         self.model_ready = Gauge(
             "awnet_model_ready", "1 when the model version is ready, 0 otherwise.",
-            MODEL_LABELS, registry=r,
+            MODEL_LABELS, multiprocess_mode="livemin", registry=r,
         )
         self.refused_requests = Counter(
             "awnet_refused_requests", "Requests refused, by reason.",
@@ -215,4 +236,4 @@ class Metrics:
 
     # --- exposition ----------------------------------------------------------------------
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exposition)

@@ -57,16 +57,23 @@ class ProbeMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ("model", "version")
+        # With several workers each runs its own probes: the gauges show the worst worker
+        # (multiprocess_mode; see service/metrics.py).
         self.accuracy = Gauge("awnet_probe_accuracy", "Accuracy on the version's probe set "
-                              "(last probe run).", (*labels, "set"), registry=registry)
+                              "(last probe run).", (*labels, "set"),
+                              multiprocess_mode="livemin", registry=registry)
         self.flagged = Gauge("awnet_probe_flagged_share", "Share of the probe set the router "
-                             "flags (last probe run).", (*labels, "set"), registry=registry)
+                             "flags (last probe run).", (*labels, "set"),
+                             multiprocess_mode="livemostrecent", registry=registry)
         self.parity = Gauge("awnet_probe_parity_error", "Max |output - exporter's output| on "
-                            "the probe set (last probe run).", (*labels, "output"), registry=registry)
+                            "the probe set (last probe run).", (*labels, "output"),
+                            multiprocess_mode="livemax", registry=registry)
         self.failed = Gauge("awnet_probe_failed_checks", "Probe checks outside their tolerance "
-                            "(last probe run; 0 = passing).", labels, registry=registry)
+                            "(last probe run; 0 = passing).", labels,
+                            multiprocess_mode="livemax", registry=registry)
         self.last_run = Gauge("awnet_probe_last_run_timestamp_seconds", "When the probes last "
-                              "ran on this version.", labels, registry=registry)
+                              "ran on this version.", labels,
+                              multiprocess_mode="livemax", registry=registry)
         self.runs = Counter("awnet_probe_runs", "Probe runs, by result (load or canary).",
                             (*labels, "when", "result"), registry=registry)
 

@@ -66,6 +66,7 @@ class RuntimeOptions:
     providers: Sequence[str] = (CUDA, CPU)
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    workers: int = 1  # processes sharing the CPUs (AWNET_WORKERS): intra-op threads for 0
     log_severity: int = 3
     # CPU: intra-op threads spin-wait between calls unless this is False (ORT's default is
     # True; on 2 cores the spinning thread takes the event loop's core: off by default here).
@@ -84,6 +85,7 @@ class RuntimeOptions:
             providers=tuple(s.providers),
             intra_op_threads=s.intra_op_threads,
             inter_op_threads=s.inter_op_threads,
+            workers=s.workers,
             log_severity=s.ort_log_severity,
             allow_spinning=s.ort_allow_spinning,
             cuda_device_id=s.cuda_device_id,
@@ -128,12 +130,12 @@ def available_cpus() -> int:
     return max(1, n)
 
 
-def intra_op_threads_for(requested: int, cpus: int | None = None) -> int:
-    """ORT intra-op threads: ``requested``, or for 0 the available CPUs but one (left to the
-    event loop), at least 1."""
+def intra_op_threads_for(requested: int, cpus: int | None = None, workers: int = 1) -> int:
+    """ORT intra-op threads: ``requested``, or for 0 this worker's share of the available CPUs
+    but one (left to its event loop), at least 1."""
     if requested > 0:
         return requested
-    return max(1, (available_cpus() if cpus is None else cpus) - 1)
+    return max(1, (available_cpus() if cpus is None else cpus) // max(1, workers) - 1)
 
 
 def select_providers(requested: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -188,7 +190,8 @@ class OnnxModel:
         so.log_severity_level = options.log_severity
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.intra_op_num_threads = intra_op_threads_for(options.intra_op_threads)
+        so.intra_op_num_threads = intra_op_threads_for(options.intra_op_threads,
+                                                       workers=options.workers)
         if options.inter_op_threads:
             so.inter_op_num_threads = options.inter_op_threads
         if not options.allow_spinning:

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address uvicorn binds to.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     keep_alive_s: int = Field(5, ge=1, le=3600, description="HTTP keep-alive timeout, seconds.")
+    workers: int = Field(
+        1, ge=1, le=64, description="Server processes on the port (SO_REUSEPORT), each with its "
+        "own sessions; more than 1 needs AWNET_MODEL_CONTROL_MODE=none (docs/service.md)."
+    )
     http: Literal["httptools", "h11"] = Field(
         "httptools", description="HTTP/1.1 parser of `python -m service`: httptools (C) or h11 "
         "(pure Python; also the fallback when httptools is not installed)."
@@ -72,8 +76,8 @@ class Settings(BaseSettings):
         "(full names or cpu, cuda, tensorrt).",
     )
     intra_op_threads: int = Field(
-        0, ge=0, le=1024, description="ORT intra-op threads (0 = the available cores but one, "
-        "which the event loop needs; at least 1)."
+        0, ge=0, le=1024, description="ORT intra-op threads (0 = each worker's share of the "
+        "available cores but one, which its event loop needs; at least 1)."
     )
     inter_op_threads: int = Field(0, ge=0, le=1024, description="ORT inter-op threads (0 = ORT default).")
     ort_log_severity: int = Field(3, ge=0, le=4, description="ORT log severity (0 verbose .. 4 fatal).")
@@ -256,6 +260,13 @@ class Settings(BaseSettings):
                 f"AWNET_MAX_REQUEST_BATCH ({self.max_request_batch}) must not exceed "
                 f"AWNET_MAX_QUEUE_SIZE ({self.max_queue_size}): such a request could never "
                 "be queued"
+            )
+        if self.workers > 1 and self.model_control_mode != "none":
+            raise ValueError(
+                f"AWNET_WORKERS={self.workers} needs AWNET_MODEL_CONTROL_MODE=none, not "
+                f"{self.model_control_mode!r}: each worker process holds its own models, so a "
+                "load, an unload or a poll would change one worker and not the others (roll "
+                "new versions out by restarting, or run one worker)"
             )
         return self
 

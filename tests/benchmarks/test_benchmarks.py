@@ -136,9 +136,16 @@ def test_tables_ratios_and_targets() -> None:
     assert "vs triton" in report_http.http_table(res["http"])
     verdicts = {t["target"].split(":")[0]: t["met"] for t in targets.targets(res)}
     assert verdicts["1 image, 32 connections"] is True  # 2.29x >= 2
-    assert verdicts["1 connection"] is True  # 1.2 ms <= 0.4 + 1
-    assert verdicts["at 70 % of saturation"] is False  # p99 / p50 = 5
-    assert verdicts["RSS growth after warm-up"] is True
+    assert verdicts["service, 1 connection"] is True  # 1.2 ms <= 0.4 + 1
+    assert verdicts["service, at 70 % of saturation"] is False  # p99 / p50 = 5
+    assert verdicts["service, RSS growth after warm-up"] is True
+    # A second service configuration (--workers 1 2) gets its own HTTP targets.
+    w2 = [{**r, "server": "service-w2", "requests_per_s": 1300} for r in res["http"]
+          if r["server"] == "service"]
+    by_name = {t["target"]: t["met"] for t in targets.targets({**res, "http": res["http"] + w2})}
+    assert by_name["1 image, 32 connections: service-w2 req/s / PyTriton's"] is False  # 1.86x
+    assert by_name["1 image, 32 connections: service req/s / PyTriton's"] is True
+    assert "service-w2, 1 connection: p50 ms vs model call + 1 ms" in by_name
     assert verdicts["awnet_smallcnn"] is False  # throughput 0.625x of plain
     res["http"] = [r for r in res["http"] if r["server"] != "triton"]
     assert targets.targets(res)[0]["met"] is None  # no PyTriton: not measured, never met
@@ -200,7 +207,11 @@ def test_options_quick_defaults_checks_and_loopback_only() -> None:
     assert (
         full.connections == [1, 8, 32] and full.rss_requests == 100_000 and full.batch_images == 32
     )
-    for bad in (["--paced-fraction", "1.5"], ["--service-env", "X=1"], ["--http-models", "static"]):
+    assert cli.parse_args(["--workers", "2", "1", "2"]).workers == [2, 1]
+    assert cli.parse_args(["--url", "http://127.0.0.1:8000"]).workers == [1]
+    for bad in (["--paced-fraction", "1.5"], ["--service-env", "X=1"], ["--http-models", "static"],
+                ["--workers", "0"], ["--service-env", "AWNET_WORKERS=2"],
+                ["--url", "http://127.0.0.1:8000", "--workers", "2"]):
         with pytest.raises(SystemExit):
             cli.parse_args(bad)
     for url in ("http://192.0.2.10:8000", "http://10.0.0.1", "ftp://127.0.0.1"):
@@ -263,14 +274,16 @@ def test_quick_run_end_to_end_writes_json_tables_plots_and_docs(tmp_path: Path) 
     doc = tmp_path / "benchmark.md"
     doc.write_text(f"# Benchmark\n\n{docs.BEGIN}\n{docs.END}\n\nprose\n")
     res = run_benchmarks("--quick", "--no-static", "--no-plain", "--no-triton", "--out", str(tmp_path / "out"),
+                         "--workers", "1", "2",
                          "--write-docs", "--doc", str(doc), "--figures-dir", str(tmp_path / "fig"))  # fmt: skip
     results = json.loads((tmp_path / "out/results.json").read_text())
     assert results["quick"] and results["settings"]["batch_sizes"] == [1, 4]
     assert {(c["model"], c["batch"]) for c in results["latency"]} == {("awnet", 1), ("awnet", 4)}
     scenarios = {r["scenario"] for r in results["http"]}
     assert {"trivial", "single", "batch", "paced"} <= scenarios
+    assert {r["server"] for r in results["http"]} == {"service", "service-w2"}
     for r in results["http"]:
-        assert r["ok"] > 0 and r["server"] == "service", r
+        assert r["ok"] > 0, r
         if r["scenario"] != "trivial":
             assert (
                 r["model_calls"] >= 1
@@ -279,7 +292,8 @@ def test_quick_run_end_to_end_writes_json_tables_plots_and_docs(tmp_path: Path) 
             )
     rss = results["rss_over_requests"]
     assert rss["requests"] > 0 and len(rss["samples"]) == 4 and rss["start_rss_bytes"] > 0
-    assert len(results["targets"]) == 7 and results["targets"][0]["met"] is None  # no PyTriton
+    # 4 HTTP targets per service configuration, RSS, 2 graph targets; no PyTriton: not measured
+    assert len(results["targets"]) == 11 and results["targets"][0]["met"] is None
     for heading in (
         "Targets (issue 9)",
         "HTTP, wrk",

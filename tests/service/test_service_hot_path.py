@@ -214,7 +214,7 @@ def test_protocol_choice_and_fallbacks(monkeypatch):
     from uvicorn.protocols.http.h11_impl import H11Protocol
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from service.__main__ import event_loop, http_protocol
+    from service.server import event_loop, http_protocol
     from service.settings import Settings
 
     s = Settings()
@@ -243,7 +243,7 @@ class _Transport:
 
 
 def test_one_write_per_response():
-    from service.__main__ import _OneWriteTransport
+    from service.server import _OneWriteTransport
 
     t = _Transport()
     w = _OneWriteTransport(t)
@@ -351,6 +351,9 @@ def test_intra_op_threads_leave_a_core_to_the_event_loop():
 
     assert [intra_op_threads_for(0, n) for n in (1, 2, 8)] == [1, 1, 7]
     assert intra_op_threads_for(3, 2) == 3
+    # AWNET_WORKERS share the cores: each worker's share but one, at least 1
+    assert [intra_op_threads_for(0, 8, w) for w in (1, 2, 4, 8)] == [7, 3, 1, 1]
+    assert intra_op_threads_for(0, 2, 2) == 1
 
 
 def test_session_options_cpu_and_cuda(monkeypatch, repository):
