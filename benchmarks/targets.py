@@ -32,6 +32,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ) -> dict[str, Any]:
         return {"target": name, "measured": value, "required": need, "met": ok, "note": note}
 
+    def at_least(name: str, value: float | None, bound: float, note: str = "") -> dict[str, Any]:
+        return row(name, value, f">= {bound:.2f}x", None if value is None else value >= bound, note)
+
+    def at_most(name: str, value: float | None, bound: float, note: str = "") -> dict[str, Any]:
+        return row(name, value, f"<= {bound:.2f}x", None if value is None else value <= bound, note)
+
     out = []
     top = max((r["connections"] for r in http if r["scenario"] == "single"), default=None)
     t = find("triton", "single", top)
@@ -40,11 +46,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         s = find(kind, "single", top)
         v = ratio(s["requests_per_s"], t["requests_per_s"]) if s and t else None
         out.append(
-            row(
+            at_least(
                 f"1 image, {top} connections: {kind} req/s / PyTriton's",
                 v,
-                ">= 2.00x",
-                None if v is None else v >= 2.0,
+                2.0,
                 f"{kind} {fmt_int(s and s['requests_per_s'])} req/s (aim 1,500)",
             )
         )
@@ -62,22 +67,20 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         b = find(kind, "batch")
         v = b.get("vs_inprocess") if b else None
         out.append(
-            row(
+            at_least(
                 f"{kind}, batch requests: img/s vs in-process at that batch",
                 v,
-                ">= 0.80x",
-                None if v is None else v >= 0.8,
+                0.8,
                 f"{b['images_per_request']} images, {b['connections']} connections" if b else "",
             )
         )
         p = find(kind, "paced")
         v = ratio(p["p99_ms"], p["p50_ms"]) if p else None
         out.append(
-            row(
+            at_most(
                 f"{kind}, at 70 % of saturation: p99 / p50",
                 v,
-                "<= 3.00x",
-                None if v is None else v <= 3.0,
+                3.0,
                 f"load {fmt_ratio(p and p['load_fraction'])} of saturation" if p else "",
             )
         )
@@ -97,20 +100,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     r32, r1 = by.get((32, "router")), by.get((1, "router"))
     v = r32.get("ratio_awnet_plain_throughput") if r32 else None
     out.append(
-        row(
+        at_least(
             f"{arch}: AW-Net / plain throughput at batch 32",
             v,
-            ">= 0.95x",
-            None if v is None else v >= 0.95,
+            0.95,
         )
     )
     v = r1.get("ratio_awnet_plain_p50") if r1 else None
     out.append(
-        row(
+        at_most(
             f"{arch}: AW-Net / plain latency at batch 1",
             v,
-            "<= 1.10x",
-            None if v is None else v <= 1.10,
+            1.1,
         )
     )
     return out

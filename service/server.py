@@ -88,6 +88,10 @@ class _HeadTimeout:
             self._head_timer.cancel()
             self._head_timer = None
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]  # the protocol class after the mixin
+
     def _head_timeout(self) -> None:
         self._head_timer = None
         if not self.transport.is_closing():
@@ -118,10 +122,6 @@ def header_timeout_protocol(timeout_s: float) -> type[H11Protocol]:
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm()  # the next request's head gets the same deadline
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
 
     return HeaderTimeoutProtocol
 
@@ -188,10 +188,6 @@ def httptools_protocol(timeout_s: float, max_head_bytes: int) -> type:
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._await_head()  # the next request's head gets the same deadline
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
 
     return HttpToolsHeadProtocol
 
