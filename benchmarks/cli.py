@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="the service once per worker count (AWNET_WORKERS), one after the other, e.g. "
-        "'--workers 1 2' (default: 1, and 2 too on a machine with 2 or more cores); memory "
-        "over requests and the profile on the 1-worker service",
+        "'--workers 1 2' (default: 1, and 2 too on a machine with 2 or more cores); RSS "
+        "over requests for each, the profile on the 1-worker service",
     )
     g.add_argument(
         "--triton",

@@ -59,35 +59,40 @@ def _external(url: str, model: str):  # noqa: ANN202
     yield Server("service", url, [model], metrics_url=f"{url}/metrics")
 
 
-def _memory_and_profile(
+def _memory(
     args: argparse.Namespace, srv: Server, name: str, bodies: http.Bodies,
     plan: http.HttpPlan, rows: list[dict[str, Any]],
-) -> tuple[Any, Any]:
-    """RSS over many requests and the py-spy profile of one service process."""
-    rss = prof = None
-    if srv.pid is not None and args.rss_requests:
-        log(f"memory: service RSS over {args.rss_requests:,} requests")
-        top = max(plan.connections)
-        rate = max(
-            (r["requests_per_s"] or 0 for r in rows
-             if r["scenario"] == "single" and r["server"] == srv.kind), default=1,
-        )  # fmt: skip
-        send = http.memory_sender(srv, name, bodies.single, plan, top, rate)
-        rss = rss_over_requests(srv.pid, send, args.rss_requests, args.rss_chunks, args.rss_warmup)
-    if srv.pid is not None and args.profile:
-        top = max(plan.connections)
+) -> dict[str, Any] | None:
+    """RSS of the server's process tree over many requests (None when not asked for)."""
+    if srv.pid is None or not args.rss_requests:
+        return None
+    log(f"memory: {srv.kind} RSS over {args.rss_requests:,} requests")
+    top = max(plan.connections)
+    rate = max(
+        (r["requests_per_s"] or 0 for r in rows
+         if r["scenario"] == "single" and r["server"] == srv.kind), default=1,
+    )  # fmt: skip
+    send = http.memory_sender(srv, name, bodies.single, plan, top, rate)
+    return rss_over_requests(srv.pid, send, args.rss_requests, args.rss_chunks, args.rss_warmup)
 
-        def load() -> dict[str, Any]:
-            return run_wrk(srv.infer_url(name), connections=top, seconds=args.profile_seconds,
-                           body=bodies.single[0], header_length=bodies.single[1])  # fmt: skip
 
-        prof = {}
-        for kind, gil in (("threads", False), ("gil", True)):
-            log(f"profile: py-spy ({kind}) on the service for {args.profile_seconds:g} s")
-            raw = args.out / "profile" / f"service-{kind}.raw.txt"
-            prof[kind] = profile_under_load(srv.pid, load, args.profile_seconds, raw, gil=gil)
-        prof = prof if any(prof.values()) else None
-    return rss, prof
+def _profile(args: argparse.Namespace, srv: Server, name: str, bodies: http.Bodies,
+             plan: http.HttpPlan) -> dict[str, Any] | None:  # fmt: skip
+    """The py-spy profile of one service process under the top 1-image load."""
+    if srv.pid is None or not args.profile:
+        return None
+    top = max(plan.connections)
+
+    def load() -> dict[str, Any]:
+        return run_wrk(srv.infer_url(name), connections=top, seconds=args.profile_seconds,
+                       body=bodies.single[0], header_length=bodies.single[1])  # fmt: skip
+
+    prof = {}
+    for kind, gil in (("threads", False), ("gil", True)):
+        log(f"profile: py-spy ({kind}) on the service for {args.profile_seconds:g} s")
+        raw = args.out / "profile" / f"service-{kind}.raw.txt"
+        prof[kind] = profile_under_load(srv.pid, load, args.profile_seconds, raw, gil=gil)
+    return prof if any(prof.values()) else None
 
 
 def http_section(
@@ -102,7 +107,8 @@ def http_section(
     served = [models[k] for k in args.http_models]
     bodies = http.Bodies.write(awnet.input_shape, max(1, plan.batch_images), args.out / "bodies")
     rows: list[dict[str, Any]] = []
-    rss = prof = None
+    rss_by: dict[str, Any] = {}
+    prof = None
     env = dict(kv.split("=", 1) for kv in args.service_env)
     for workers in args.workers:
         kind = service_kind(workers)
@@ -116,8 +122,9 @@ def http_section(
             rows += http.scenarios(srv, name, bodies, plan, pace=True)
             for m in served[1:]:
                 rows += http.scenarios(srv, m.manifest.name, bodies, plan, main=False)
-            if workers == 1:  # one process to follow (a supervisor's RSS says nothing)
-                rss, prof = _memory_and_profile(args, srv, name, bodies, plan, rows)
+            rss_by[srv.kind] = _memory(args, srv, name, bodies, plan, rows)
+            if workers == 1:  # py-spy follows one process
+                prof = _profile(args, srv, name, bodies, plan)
     if args.triton:
         py = triton_python(args.triton_python)
         if py is None:
@@ -141,7 +148,9 @@ def http_section(
                 awnet, args.out / "triton", py, device=args.device, threads=args.threads
             ) as srv:
                 rows += http.scenarios(srv, name, bodies, plan, pace=False)
-    return {"http": rows, "rss_over_requests": rss, "profile": prof, "http_plan": vars(plan)}
+    rss_by = {k: v for k, v in rss_by.items() if v}
+    return {"http": rows, "rss_over_requests": next(iter(rss_by.values()), None),
+            "rss_by_server": rss_by, "profile": prof, "http_plan": vars(plan)}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     section = (
         http_section(args, models, machine)
         if args.http
-        else {"http": [], "rss_over_requests": None, "profile": None}
+        else {"http": [], "rss_over_requests": None, "rss_by_server": {}, "profile": None}
     )
     machine["loadavg_after"] = loadavg()
     rows = report.compare(latency, batches, keys)
@@ -259,10 +268,10 @@ def run(args: argparse.Namespace) -> int:
                 report_http.http_table(section["http"]),
             )
         )
-    if section["rss_over_requests"]:
-        tables.append(
-            ("Service RSS over requests", report_http.rss_table(section["rss_over_requests"]))
-        )
+    by_server = section.get("rss_by_server") or (
+        {"service": section["rss_over_requests"]} if section["rss_over_requests"] else {})
+    for kind, rss in by_server.items():
+        tables.append((f"Service RSS over requests ({kind})", report_http.rss_table(rss)))
     for kind, what in (("threads", "every active thread"), ("gil", "the GIL holder only")):
         prof = (section["profile"] or {}).get(kind)
         if prof:

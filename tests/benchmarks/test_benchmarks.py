@@ -292,8 +292,10 @@ def test_quick_run_end_to_end_writes_json_tables_plots_and_docs(tmp_path: Path) 
             )
     rss = results["rss_over_requests"]
     assert rss["requests"] > 0 and len(rss["samples"]) == 4 and rss["start_rss_bytes"] > 0
-    # 4 HTTP targets per service configuration, RSS, 2 graph targets; no PyTriton: not measured
-    assert len(results["targets"]) == 11 and results["targets"][0]["met"] is None
+    assert set(results["rss_by_server"]) == {"service", "service-w2"}  # each worker count's tree
+    assert results["rss_by_server"]["service-w2"]["start_rss_bytes"] > rss["start_rss_bytes"]
+    # 4 HTTP targets and RSS per service configuration, 2 graph targets; no PyTriton: not measured
+    assert len(results["targets"]) == 12 and results["targets"][0]["met"] is None
     for heading in (
         "Targets (issue 9)",
         "HTTP, wrk",
