@@ -268,9 +268,7 @@ def run(args: argparse.Namespace) -> int:
                 report_http.http_table(section["http"]),
             )
         )
-    by_server = section.get("rss_by_server") or (
-        {"service": section["rss_over_requests"]} if section["rss_over_requests"] else {})
-    for kind, rss in by_server.items():
+    for kind, rss in section["rss_by_server"].items():
         tables.append((f"Service RSS over requests ({kind})", report_http.rss_table(rss)))
     for kind, what in (("threads", "every active thread"), ("gil", "the GIL holder only")):
         prof = (section["profile"] or {}).get(kind)

@@ -53,9 +53,13 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 disable_created_metrics()
 
 
+# prometheus_client's multiprocess mode reads this variable when it is imported.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def multiprocess_dir() -> str | None:
     """The folder of prometheus_client's multiprocess mode, when this process is a worker."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class ModelSeries:

@@ -32,13 +32,13 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from types import FrameType
 
+from service.metrics import MULTIPROC_ENV
 from service.settings import Settings
 
 log = logging.getLogger("service")
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
-METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -75,7 +75,7 @@ def _worker(index: int, parent_pid: int, started: Event) -> None:
 def metrics_folder() -> tuple[Path, bool]:
     """``PROMETHEUS_MULTIPROC_DIR`` emptied of an earlier run's files, or a new temporary
     folder (True: the supervisor removes it at the end)."""
-    given = os.environ.get(METRICS_ENV)
+    given = os.environ.get(MULTIPROC_ENV)
     if given:
         path = Path(given)
         path.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ class Supervisor:
 def supervise(settings: Settings) -> int:
     """Run ``settings.workers`` worker processes until they stop; the exit status."""
     path, temporary = metrics_folder()
-    os.environ[METRICS_ENV] = str(path)  # read by prometheus_client in every worker
+    os.environ[MULTIPROC_ENV] = str(path)  # read by prometheus_client in every worker
     try:
         return Supervisor(settings, path).run()
     finally:
