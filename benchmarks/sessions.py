@@ -2,7 +2,7 @@
 
 One owner for how every part of the benchmark opens a model: the in-process timing, the
 memory probes and the PyTriton backend (which runs in its own venv: numpy and onnxruntime
-only here, nothing from ``service``).
+only here; from ``service`` only the numpy-only ``service/postprocess.py``).
 
 CPU: all graph optimisations, sequential execution, ``threads`` intra-op threads (0 = the
 usable cores but one, at least 1, as the service's ``AWNET_INTRA_OP_THREADS=0``: the event

@@ -8,8 +8,9 @@ The same session as the service (``benchmarks.sessions``: the service's options)
 Triton's Python backend behind Triton's dynamic batcher (``--max-batch`` 32, ``--delay-us``
 2000: issue 9's configuration, the service's former defaults ``AWNET_MAX_BATCH_SIZE=32`` and
 ``AWNET_MAX_QUEUE_DELAY_MS=2``; the service now batches adaptively, delay 0),
-and answers the same five outputs the service computes per request: logits, p_adv, mix,
-softmax probabilities and the router verdict at the manifest's threshold. Triton needs at
+and answers the same five outputs the service computes per batch: logits, p_adv, mix,
+softmax probabilities and the router verdict at the manifest's threshold (with the service's
+own code, ``service/postprocess.py``: numpy only). Triton needs at
 least one dimension per sample, so the per-sample scalars come back as ``[N, 1]``.
 
 Triton's server binary loads ``libpython`` for the Python backend stub: LD_LIBRARY_PATH gets
@@ -39,9 +40,8 @@ from artifact_contract import (
     Manifest,
 )
 from benchmarks.sessions import make_session
+from service.postprocess import OUTPUT_ADVERSARIAL, OUTPUT_PROBABILITIES, derive
 
-OUTPUT_PROBABILITIES = "probabilities"  # the service's derived outputs (service/dataplane.py)
-OUTPUT_ADVERSARIAL = "adversarial"
 READY_LINE = "TRITON_READY"
 
 
@@ -55,12 +55,6 @@ def with_libpython(env: dict[str, str]) -> dict[str, str]:
     return {**env, "LD_LIBRARY_PATH": os.pathsep.join(dict.fromkeys(parts))}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def make_infer(sess: object, threshold: float):  # noqa: ANN201 - pytriton's decorated callable
     from pytriton.decorators import batch
 
@@ -70,13 +64,15 @@ def make_infer(sess: object, threshold: float):  # noqa: ANN201 - pytriton's dec
         n = image.shape[0]
         mix = inputs.get(INPUT_MIX)
         mix = np.full(n, -1.0, np.float32) if mix is None else mix.reshape(n).astype(np.float32)
-        logits, p_adv, used = sess.run(list(MODEL_OUTPUTS), {INPUT_IMAGE: image, INPUT_MIX: mix})
+        out = dict(zip(MODEL_OUTPUTS, sess.run(list(MODEL_OUTPUTS),
+                                               {INPUT_IMAGE: image, INPUT_MIX: mix}), strict=True))
+        out = derive(out, threshold)
         return {
-            OUTPUT_LOGITS: logits,
-            OUTPUT_P_ADV: p_adv.reshape(n, 1),
-            OUTPUT_MIX: used.reshape(n, 1),
-            OUTPUT_PROBABILITIES: softmax(logits),
-            OUTPUT_ADVERSARIAL: (p_adv >= threshold).reshape(n, 1),
+            OUTPUT_LOGITS: out[OUTPUT_LOGITS],
+            OUTPUT_P_ADV: out[OUTPUT_P_ADV].reshape(n, 1),
+            OUTPUT_MIX: out[OUTPUT_MIX].reshape(n, 1),
+            OUTPUT_PROBABILITIES: out[OUTPUT_PROBABILITIES],
+            OUTPUT_ADVERSARIAL: out[OUTPUT_ADVERSARIAL].reshape(n, 1),
         }
 
     return infer

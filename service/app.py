@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            expose_headers=["Inference-Header-Content-Length", "X-Request-ID",
                                            "Retry-After"])
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
+                       access_log=settings.access_log,
                        max_headers=settings.max_headers,
                        max_header_bytes=settings.max_header_bytes,
                        # v2 infer straight to its route (CORS would be skipped: then not)

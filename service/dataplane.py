@@ -6,7 +6,6 @@ numpy arrays and domain errors (``service.errors``); no HTTP objects.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,15 +21,14 @@ from service.codec_v2 import (
 from service.errors import BadInput, InferenceFailed, NotReady, TooLarge
 from service.images import check_pixels
 from service.metrics import Metrics
+from service.postprocess import NONFINITE, OUTPUT_ADVERSARIAL, OUTPUT_PROBABILITIES
 from service.repository import ModelVersion
 from service.settings import Settings
 
 # Per-request routing choice: the mix_override value sent to the graph.
 MODES = {"auto": -1.0, "clean": 0.0, "robust": 1.0}
 
-# Outputs of the v2 API: the graph's three, plus two the service derives.
-OUTPUT_PROBABILITIES = "probabilities"
-OUTPUT_ADVERSARIAL = "adversarial"
+# Outputs of the v2 API: the graph's three, plus two the service derives (service/postprocess.py).
 V2_OUTPUTS = (OUTPUT_LOGITS, OUTPUT_P_ADV, OUTPUT_MIX, OUTPUT_PROBABILITIES, OUTPUT_ADVERSARIAL)
 
 
@@ -44,21 +42,6 @@ class Prediction:
     mix: np.ndarray  # [N]
     adversarial: np.ndarray  # [N] bool
     threshold: float
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """float32 softmax per row (max-subtracted: exp never overflows; rows sum to 1 within
-    float32 rounding, about 1e-7)."""
-    e = np.exp(logits - logits.max(axis=1, keepdims=True), dtype=np.float32)
-    e /= e.sum(axis=1, keepdims=True)
-    return e
-
-
-def _all_finite(*arrays: np.ndarray) -> bool:
-    """Whether every value is finite, in one reduction per array: float32 values summed in
-    float64 cannot overflow, so the sum is finite exactly when every value is."""
-    return all(math.isfinite(float(a.sum(dtype=np.float64))) if a.dtype == np.float32
-               else bool(np.isfinite(a).all()) for a in arrays)
 
 
 _AUTO_MIX: dict[int, np.ndarray] = {}
@@ -137,26 +120,24 @@ class DataPlane:
     async def infer(
         self, mv: ModelVersion, image: np.ndarray, mix_override: np.ndarray | None = None
     ) -> Prediction:
-        """Run validated inputs through the batcher; count router verdicts."""
+        """Run validated inputs through the batcher. The probabilities, verdicts and router
+        metrics come with the batch (``service/postprocess.py``, ``repository._make_batcher``)."""
         if mv.batcher is None or not mv.ready:
             raise NotReady(f"model {mv.name} version {mv.version} is not ready")
         if mix_override is None:
             mix_override = auto_mix(int(image.shape[0]))
         out = await mv.batcher.submit(image, mix_override, self.settings.request_timeout_s)
-        logits = out[OUTPUT_LOGITS]
-        p_adv = out[OUTPUT_P_ADV]
-        if not _all_finite(logits, p_adv):
+        bad = out.get(NONFINITE)
+        if bad is not None and bad.any():
             raise InferenceFailed(
                 f"model {mv.name} version {mv.version} produced non-finite outputs"
             )
-        adversarial = p_adv >= mv.threshold
-        self.metrics.series(mv.name, mv.version).observe_router(p_adv, adversarial)
         return Prediction(
-            logits=logits,
-            probabilities=softmax(logits),
-            p_adv=p_adv,
+            logits=out[OUTPUT_LOGITS],
+            probabilities=out[OUTPUT_PROBABILITIES],
+            p_adv=out[OUTPUT_P_ADV],
             mix=out[OUTPUT_MIX],
-            adversarial=adversarial,
+            adversarial=out[OUTPUT_ADVERSARIAL],
             threshold=mv.threshold,
         )
 

@@ -36,6 +36,7 @@ import numpy as np
 from artifact_contract import (
     MANIFEST_FILE,
     NAME_RE,
+    OUTPUT_P_ADV,
     VERSION_RE,
     ArtifactError,
     ProbeReport,
@@ -48,6 +49,7 @@ from service.artifact import DEFAULT_THRESHOLD, Artifact, load_artifact
 from service.batching import DynamicBatcher
 from service.errors import ModelNotFound, NotReady, scrub
 from service.metrics import Metrics
+from service.postprocess import OUTPUT_ADVERSARIAL, derive, finite_rows
 from service.probes import ProbeMetrics, run_probes
 from service.runtime import OnnxModel, RuntimeOptions
 from service.settings import Settings
@@ -256,8 +258,19 @@ class ModelRepository:
             batch_hist.observe(batch_size)
             infer_hist.observe(seconds)
 
+        series = m.series(mv.name, mv.version)
+        threshold = mv.threshold
+
         def runner(image: np.ndarray, mix: np.ndarray) -> dict[str, np.ndarray]:
-            return model.run(image, mix, max_batch_size=s.max_batch_size, on_call=on_call)
+            # Derived outputs and router metrics once per batch, here in the executor thread
+            # (service/postprocess.py), not per request on the event loop.
+            out = derive(model.run(image, mix, max_batch_size=s.max_batch_size,
+                                   on_call=on_call), threshold)
+            ok = finite_rows(out)
+            p_adv, adversarial = out[OUTPUT_P_ADV], out[OUTPUT_ADVERSARIAL]
+            series.observe_router(p_adv if ok is None else p_adv[ok],
+                                  adversarial if ok is None else adversarial[ok])
+            return out
 
         batcher = DynamicBatcher(
             runner,

@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse, Response
 
 from artifact_contract import INPUT_IMAGE, INPUT_MIX, OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
 from service.codec_v2 import HEADER_LENGTH, decompress, parse_infer_request
-from service.dataplane import OUTPUT_ADVERSARIAL, OUTPUT_PROBABILITIES
 from service.deps import (
     SERVER_NAME,
     DirectRoute,
@@ -24,6 +23,7 @@ from service.deps import (
     require_api_key,
 )
 from service.errors import BadInput, error_response
+from service.postprocess import OUTPUT_ADVERSARIAL, OUTPUT_PROBABILITIES
 from service.repository import ModelVersion
 from service.schemas import (
     InferenceResponse,

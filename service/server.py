@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -265,10 +266,14 @@ def build_server(
     from service.app import create_app
 
     app = create_app(settings)
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     protocol, http_name = http_protocol(settings)
     loop_name = event_loop(settings)
-    log.info("HTTP server: uvicorn, %s parser, %s event loop", http_name, loop_name,
-             extra={"http": http_name, "loop": loop_name})
+    log.info("HTTP server: uvicorn, %s parser, %s event loop, GIL switch interval %g ms",
+             http_name, loop_name, sys.getswitchinterval() * 1000,
+             extra={"http": http_name, "loop": loop_name,
+                    "gil_switch_interval_ms": sys.getswitchinterval() * 1000,
+                    "proxy_headers": settings.forwarded_allow_ips is not None})
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -279,6 +284,10 @@ def build_server(
         timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=int(max(1, round(settings.shutdown_timeout_s))),
         server_header=False,
+        # X-Forwarded-* only from the proxies named in AWNET_FORWARDED_ALLOW_IPS (uvicorn's own
+        # default trusts 127.0.0.1 and costs a middleware layer on every request)
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         lifespan="on",
         http=protocol,
         loop=loop_name,

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         "uvloop", description="Event loop of `python -m service`: uvloop (libuv) or asyncio's "
         "(also the fallback when uvloop is not installed)."
     )
+    gil_switch_interval_ms: float = Field(
+        0.5, gt=0, le=100, description="Python's thread switch interval (sys.setswitchinterval; "
+        "Python's default 5): how long the event loop may keep the GIL when the model thread, "
+        "back from ONNX Runtime, asks for it (docs/benchmark.md)."
+    )
 
     # --- models and runtime -------------------------------------------------------------
     model_repository: Path = Field(
@@ -164,6 +169,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="When set, inference endpoints require 'Authorization: Bearer <key>'."
     )
+    forwarded_allow_ips: str | None = Field(
+        None, description="Proxies whose X-Forwarded-For and X-Forwarded-Proto are trusted "
+        "(comma-separated IPs or networks, or *); unset: the headers are ignored and the "
+        "client is the connection's peer."
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS, comma-separated "
         "(empty: no CORS headers at all, browsers on other origins are refused)."
@@ -183,6 +193,10 @@ class Settings(BaseSettings):
         "INFO", description="Log level."
     )
     log_format: Literal["json", "text"] = Field("json", description="json (one object a line) or text.")
+    access_log: bool = Field(
+        True, description="One log line per request (method, path, status, duration, model, "
+        "request id); off saves its share of each request's CPU (docs/benchmark.md)."
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod
