@@ -19,6 +19,7 @@ from importlib import metadata as importlib_metadata
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from service.dataplane import DataPlane
 from service.deps import SERVER_NAME, AppState, FastLane, get_state
@@ -41,6 +42,29 @@ def _version() -> str:
         return importlib_metadata.version("awnet-serve")
     except importlib_metadata.PackageNotFoundError:
         return "0.0.0"
+
+
+class ServiceApp(FastAPI):
+    """FastAPI with the request-context middleware (request id, access log, request metrics,
+    the inference fast lane) *outside* the framework's own stack: an inference request goes
+    straight from uvicorn to ``RequestContextMiddleware`` and ``FastLane``, past FastAPI's and
+    Starlette's entry, error, telemetry and body-limit layers (each a coroutine frame that
+    every resumption of the request passes through; FastAPI's telemetry layer also reads the
+    environment per request). Every other request goes on through the whole stack, so its
+    answers and errors are the framework's as before. Lifespan goes to FastAPI directly."""
+
+    context: RequestContextMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.context is not None and scope["type"] == "http":
+            scope["app"] = self  # what Starlette sets; the fast lane's error handlers read it
+            await self.context(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's own stack (what ``context`` hands every request the lane does not take)."""
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repository.close()
             log.info("shutdown complete: all queued requests answered")
 
-    app = FastAPI(
+    app = ServiceApp(
         title="AW-Net Serve",
         version=state.version,
         summary="Image classification through an adversarial router (AW-Net), "
@@ -102,12 +126,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                           "Inference-Header-Content-Length", "X-Request-ID"],
                            expose_headers=["Inference-Header-Content-Length", "X-Request-ID",
                                            "Retry-After"])
-    app.add_middleware(RequestContextMiddleware, metrics=metrics,
-                       access_log=settings.access_log,
-                       max_headers=settings.max_headers,
-                       max_header_bytes=settings.max_header_bytes,
-                       # v2 infer straight to its route (CORS would be skipped: then not)
-                       fast_lane=None if settings.cors_origins else FastLane.of(v2_router))
+    app.context = RequestContextMiddleware(
+        app.framework, metrics=metrics, access_log=settings.access_log,
+        max_headers=settings.max_headers, max_header_bytes=settings.max_header_bytes,
+        # v2 infer straight to its route (CORS would be skipped: then not)
+        fast_lane=None if settings.cors_origins else FastLane.of(v2_router))
     app.include_router(v1_router)
     app.include_router(v2_router)
     app.include_router(repository_router(settings))

@@ -223,6 +223,8 @@ class FastLane:
 def _exception_handler(app: object, exc: Exception) -> Callable | None:
     handlers = getattr(app, "exception_handlers", {})
     for cls in type(exc).__mro__:
+        if cls is Exception:  # Starlette's rule: that one answers in ServerErrorMiddleware,
+            return None  # after which the exception propagates (here: to the middleware)
         if cls in handlers:
             return handlers[cls]
     return None

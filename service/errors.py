@@ -190,6 +190,12 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
                  extra={"status": CLIENT_CLOSED_REQUEST, "reason": "client_closed"})
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
+    async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a refusal: Starlette's ServerErrorMiddleware answers with this and then
+        # re-raises, and RequestContextMiddleware logs the traceback once (service/logging.py).
+        return error_response(500, "internal server error")
+
+    app.add_exception_handler(Exception, on_unhandled)
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
