@@ -12,6 +12,11 @@ hands each request its rows. It batches adaptively:
   idle model waits up to that long after the oldest queued request arrived for a batch to
   fill (the classic fixed-delay batching, for models whose cost barely grows with the batch).
 
+* model busy and a full batch queued: that batch is handed to the executor at once, behind
+  the running call, so the executor's thread starts it the moment the call ends rather than
+  after a trip through a busy event loop; it counts as queued until then, and is cancelled
+  before it starts if all its requests go (timeouts, clients).
+
 * Queue full: ``submit`` raises ``QueueFull`` at once (503 + Retry-After), it never waits.
 * Timeout: a request not answered within ``timeout`` raises ``InferenceTimeout`` at its
   deadline, queued or running; if it was still queued it is removed, so it costs no
@@ -25,6 +30,7 @@ hands each request its rows. It batches adaptively:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -41,7 +47,8 @@ Runner = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
 class _Request:
-    __slots__ = ("image", "mix", "future", "enqueued", "deadline", "timeout", "size", "queued")
+    __slots__ = ("image", "mix", "future", "enqueued", "deadline", "timeout", "size", "queued",
+                 "ahead")
 
     def __init__(self, image: np.ndarray, mix: np.ndarray,
                  future: asyncio.Future[dict[str, np.ndarray]], enqueued: float,
@@ -54,6 +61,24 @@ class _Request:
         self.timeout = timeout
         self.size = int(image.shape[0])
         self.queued = True
+        self.ahead = False  # handed to the executor behind the running call (still counted)
+
+
+async def _settled(future: asyncio.Future) -> None:
+    """Wait for ``future`` without raising its exception (``_deliver`` reads it)."""
+    with contextlib.suppress(Exception):  # the outcome is the caller's to read
+        await future
+
+
+class _Call:
+    """A batch handed to the executor: its requests and the call's future."""
+
+    __slots__ = ("live", "future", "size")
+
+    def __init__(self, live: list[_Request], future: asyncio.Future[dict[str, np.ndarray]]) -> None:
+        self.live = live
+        self.future = future
+        self.size = sum(r.size for r in live)
 
 
 class DynamicBatcher:
@@ -85,6 +110,8 @@ class DynamicBatcher:
         self._pending: deque[_Request] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None  # the loop sleeping for work
+        self._call_running = False  # the loop waits for a call (and for a full batch)
+        self._ahead: _Call | None = None  # the batch handed to the executor behind that call
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._loop_obj: asyncio.AbstractEventLoop | None = None
@@ -132,7 +159,10 @@ class DynamicBatcher:
         self._queued_inputs += n
         self._on_queue_depth(self._queued_inputs)
         self._watch(request, loop)
-        self._wake()
+        if self._call_running:
+            self._hand_ahead()  # a full batch goes to the executor behind the running call
+        else:
+            self._wake()
         try:
             return await request.future
         except asyncio.CancelledError:
@@ -179,6 +209,14 @@ class DynamicBatcher:
         self._unqueue(request)
 
     def _unqueue(self, request: _Request) -> None:
+        if request.ahead:  # in the batch waiting behind the running call
+            request.ahead = False
+            self._queued_inputs -= request.size
+            self._on_queue_depth(self._queued_inputs)
+            ahead = self._ahead
+            if ahead is not None and all(r.future.done() for r in ahead.live):
+                ahead.future.cancel()  # nobody waits for it: it does not run
+            return
         if not request.queued:
             return  # already taken into a batch; its result will be dropped
         request.queued = False
@@ -217,45 +255,99 @@ class DynamicBatcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                await self._sleep(loop, None)
-                continue
-            if (self.max_delay_s > 0 and self._queued_inputs < self.max_batch_size
-                    and not self._closing):
-                remaining = self._queue[0].enqueued + self.max_delay_s - time.monotonic()
-                if remaining > 0:
-                    await self._sleep(loop, remaining)
-                    continue  # look again: full, deadline passed, or more to wait
-            batch = self._take_batch()
-            now = time.monotonic()
-            live = []
-            for req in batch:
-                self._on_dequeue(now - req.enqueued)
-                if not req.future.done():
-                    live.append(req)
-            if live:
-                await self._run(loop, live)
+            call = self._ahead
+            if call is not None:  # handed over during the last call: the thread runs it now
+                self._ahead = None
+                for r in call.live:
+                    if r.ahead:
+                        r.ahead = False
+                        self._queued_inputs -= r.size
+                self._on_queue_depth(self._queued_inputs)
+            else:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    await self._sleep(loop, None)
+                    continue
+                if (self.max_delay_s > 0 and self._queued_inputs < self.max_batch_size
+                        and not self._closing):
+                    remaining = self._queue[0].enqueued + self.max_delay_s - time.monotonic()
+                    if remaining > 0:
+                        await self._sleep(loop, remaining)
+                        continue  # look again: full, deadline passed, or more to wait
+                call = self._start(loop)
+                if call is None:
+                    self._prune()
+                    continue
+            if not call.future.done():
+                self._call_running = True
+                self._hand_ahead()
+                try:
+                    await _settled(call.future)  # one wake-up when it ends, as before
+                finally:
+                    self._call_running = False
+            self._deliver(call)
             self._prune()
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, live: list[_Request]) -> None:
+    def _hand_ahead(self) -> None:
+        """During a call, once the queue holds a full batch, hand that batch to the executor
+        too: its single thread starts it the moment the call ends, instead of after a trip
+        through a busy event loop (between 32-image requests the model idled ~7 % of the
+        time). Only a full batch goes ahead, so batches still grow with the load. Its inputs
+        count as queued until it runs; if all its requests go (timeouts, clients), it is
+        cancelled before it starts (``_unqueue``)."""
+        if not self._call_running or self._ahead is not None:
+            return
+        if self._queued_inputs < self.max_batch_size or self._loop_obj is None:
+            return
+        ahead = self._start(self._loop_obj)
+        if ahead is None:
+            return
+        for r in ahead.live:
+            r.ahead = True
+        self._queued_inputs += ahead.size
+        self._on_queue_depth(self._queued_inputs)
+        self._ahead = ahead
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> _Call | None:
+        """Take the next batch and hand it to the executor (None: all its requests are gone)."""
+        batch = self._take_batch()
+        now = time.monotonic()
+        live = []
+        for req in batch:
+            self._on_dequeue(now - req.enqueued)
+            if not req.future.done():
+                live.append(req)
+        if not live:
+            return None
         try:
             if len(live) == 1:
                 image, mix = live[0].image, live[0].mix
             else:
                 image = np.concatenate([r.image for r in live], axis=0)
                 mix = np.concatenate([r.mix for r in live], axis=0)
-            out = await loop.run_in_executor(self._executor, self.runner, image, mix)
-        except Exception as exc:  # noqa: BLE001 - every failure goes to the waiting requests
-            log.exception("inference failed for model %s", self.name)
+            future = loop.run_in_executor(self._executor, self.runner, image, mix)
+        except Exception as exc:  # noqa: BLE001 - handed to the requests like a runner failure
+            future = loop.create_future()
+            future.set_exception(exc)
+        return _Call(live, future)
+
+    def _deliver(self, call: _Call) -> None:
+        live = call.live
+        if call.future.cancelled() and all(r.future.done() for r in live):
+            return  # cancelled because every request of it was answered (timeouts, clients)
+        exc = call.future.exception() if not call.future.cancelled() else None
+        if call.future.cancelled() or exc is not None:
+            log.error("inference failed for model %s", self.name, exc_info=exc)
             for req in live:
                 if not req.future.done():
                     # The details (ORT's message, paths) go to the log above, not to clients.
                     req.future.set_exception(InferenceFailed(
-                        f"inference failed in model {self.name} ({type(exc).__name__}); "
+                        f"inference failed in model {self.name} "
+                        f"({type(exc).__name__ if exc else 'CancelledError'}); "
                         "the server log has the details"))
             return
+        out = call.future.result()
         if len(live) == 1:
             if not live[0].future.done():
                 live[0].future.set_result(out)

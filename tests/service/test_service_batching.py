@@ -87,6 +87,42 @@ def test_queue_full_is_refused_at_once():
     assert err.headers["Retry-After"] == "1" and "queue full" in err.message
 
 
+def test_a_full_batch_goes_to_the_executor_during_a_call_and_starts_without_the_loop():
+    """The next full batch is handed over while a call runs: it starts when that call ends
+    even though the event loop is busy (blocked here), and it counts as queued till then."""
+    import threading
+
+    loop_blocked = threading.Event()
+    seen: list[bool] = []
+
+    class Recording(Runner):
+        def __call__(self, image, mix):
+            seen.append(loop_blocked.is_set())
+            return super().__call__(image, mix)
+
+    async def main():
+        runner = Recording()
+        runner.gate.clear()  # the first call blocks
+        b = _batcher(runner, max_batch_size=2, max_delay_s=0.0)
+        first = asyncio.create_task(b.submit(*req(0, n=2), timeout=5))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(b.submit(*req(1, n=2), timeout=5))
+        await asyncio.sleep(0.05)
+        depth = b.queued_inputs  # handed over, not yet running
+        loop_blocked.set()
+        runner.gate.set()
+        time.sleep(0.3)  # the event loop is busy: only the executor's thread can start it
+        loop_blocked.clear()
+        await asyncio.gather(first, second)
+        after = b.queued_inputs
+        await b.close()
+        return runner.calls, depth, after
+
+    calls, depth, after = asyncio.run(main())
+    assert calls == [2, 2] and seen == [False, True]
+    assert depth == 2 and after == 0
+
+
 def test_timeout_removes_a_queued_request():
     async def main():
         runner = Runner(delay=0.3)
