@@ -71,6 +71,10 @@ def test_two_workers_share_the_port_and_the_metrics(repository: Path, tmp_path: 
     with start_process(repository, env) as server:
         pid = server.proc.pid
         wait_until(lambda: len(_workers(pid)) == 2, timeout=30, what="two workers")
+        # start_process saw one worker ready; a connection to the other while it still loads
+        # would get 503 "loading" (docs/service.md, "Readiness"): wait for both.
+        wait_until(lambda: server.logs().count(" ready on ") >= 2, timeout=60,
+                   what="both workers ready")
         with server.client() as c:
             model = _model(c)
         # SO_REUSEPORT spreads connections by their address hash: 40 connections reach both.
