@@ -73,12 +73,11 @@ async def _settled(future: asyncio.Future) -> None:
 class _Call:
     """A batch handed to the executor: its requests and the call's future."""
 
-    __slots__ = ("live", "future", "size")
+    __slots__ = ("live", "future")
 
     def __init__(self, live: list[_Request], future: asyncio.Future[dict[str, np.ndarray]]) -> None:
         self.live = live
         self.future = future
-        self.size = sum(r.size for r in live)
 
 
 class DynamicBatcher:
@@ -210,8 +209,7 @@ class DynamicBatcher:
 
     def _unqueue(self, request: _Request) -> None:
         if request.ahead:  # in the batch waiting behind the running call
-            request.ahead = False
-            self._queued_inputs -= request.size
+            self._uncount_ahead(request)
             self._on_queue_depth(self._queued_inputs)
             ahead = self._ahead
             if ahead is not None and all(r.future.done() for r in ahead.live):
@@ -259,9 +257,7 @@ class DynamicBatcher:
             if call is not None:  # handed over during the last call: the thread runs it now
                 self._ahead = None
                 for r in call.live:
-                    if r.ahead:
-                        r.ahead = False
-                        self._queued_inputs -= r.size
+                    self._uncount_ahead(r)
                 self._on_queue_depth(self._queued_inputs)
             else:
                 if not self._queue:
@@ -305,9 +301,15 @@ class DynamicBatcher:
             return
         for r in ahead.live:
             r.ahead = True
-        self._queued_inputs += ahead.size
+            self._queued_inputs += r.size
         self._on_queue_depth(self._queued_inputs)
         self._ahead = ahead
+
+    def _uncount_ahead(self, request: _Request) -> None:
+        """A request of the batch handed ahead leaves the queue count (it runs, or it went)."""
+        if request.ahead:
+            request.ahead = False
+            self._queued_inputs -= request.size
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> _Call | None:
         """Take the next batch and hand it to the executor (None: all its requests are gone)."""
