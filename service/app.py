@@ -67,7 +67,11 @@ class ServiceApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, listen_when_loaded: bool = False) -> FastAPI:
+    """The app. ``listen_when_loaded``: start-up (the lifespan) returns only once the first
+    load is done, so uvicorn listens only then: a worker of ``AWNET_WORKERS`` > 1 takes no
+    connection while it loads, the others take them (a lone server listens at once and
+    answers 503 "loading" meanwhile, so that its probes can tell loading from dead)."""
     settings = settings if settings is not None else Settings()
     metrics = Metrics()
     repository = ModelRepository(settings, metrics)
@@ -86,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.canary_interval_s > 0:
             repository.start_background(Canary(repository, settings.canary_interval_s).forever(),
                                         "probe-canary")
+        if listen_when_loaded:
+            await repository.loading_done.wait()  # set after the first load, in every mode
         log.info(
             "serving model repository %s", settings.model_repository,
             extra={"providers": settings.providers, "max_batch_size": settings.max_batch_size,

@@ -260,12 +260,12 @@ def event_loop(settings: Settings) -> str:
 
 def build_server(
     settings: Settings, parent_pid: int | None = None,
-    on_started: Callable[[], None] | None = None,
+    on_started: Callable[[], None] | None = None, listen_when_loaded: bool = False,
 ) -> GracefulServer:
     """The app (``create_app``) in a uvicorn server configured from the settings."""
     from service.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, listen_when_loaded=listen_when_loaded)
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     protocol, http_name = http_protocol(settings)
     loop_name = event_loop(settings)

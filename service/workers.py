@@ -67,7 +67,10 @@ def _worker(index: int, parent_pid: int, started: Event) -> None:
         sys.exit(3)
     log.info("worker %d (pid %d) starting", index, os.getpid(),
              extra={"worker": index, "pid": os.getpid()})
-    server = build_server(settings, parent_pid=parent_pid, on_started=started.set)
+    # Listens only once its models are loaded: while a (re)started worker loads, the kernel
+    # gives every connection to the workers already serving (none is answered "loading").
+    server = build_server(settings, parent_pid=parent_pid, on_started=started.set,
+                          listen_when_loaded=True)
     server.run(sockets=[sock])
     sys.exit(0 if server.started else 1)
 

@@ -71,8 +71,8 @@ def test_two_workers_share_the_port_and_the_metrics(repository: Path, tmp_path: 
     with start_process(repository, env) as server:
         pid = server.proc.pid
         wait_until(lambda: len(_workers(pid)) == 2, timeout=30, what="two workers")
-        # start_process saw one worker ready; a connection to the other while it still loads
-        # would get 503 "loading" (docs/service.md, "Readiness"): wait for both.
+        # start_process saw one worker ready; the other listens only once loaded, and only
+        # then do connections reach both: wait for it.
         wait_until(lambda: server.logs().count(" ready on ") >= 2, timeout=60,
                    what="both workers ready")
         with server.client() as c:
@@ -154,3 +154,30 @@ def test_workers_drain_when_the_supervisor_is_killed(repository: Path):
                        or Path(f"/proc/{w}/stat").read_text().split(") ")[1][0] == "Z",
                        timeout=30, what=f"worker {w} gone")
         assert "the supervisor process is gone: draining" in server.logs()
+
+
+def test_a_replacement_worker_takes_connections_only_once_loaded(repository: Path):
+    """A worker listens only once its models are loaded (``listen_when_loaded``): while a
+    replacement loads (slowed down here by many warm-up calls), every new connection reaches
+    the worker already serving, and none is answered 503 "loading"."""
+    env = {"AWNET_WORKERS": "2", "AWNET_WARMUP_RUNS": "1000", "AWNET_MAX_BATCH_SIZE": "512"}
+    with start_process(repository, env) as server:
+        pid = server.proc.pid
+        wait_until(lambda: server.logs().count(" ready on ") >= 2, timeout=120,
+                   what="both workers ready")
+        with server.client() as c:
+            model = _model(c)
+        victim = _workers(pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: not Path(f"/proc/{victim}").exists()
+                   or Path(f"/proc/{victim}/stat").read_text().split(") ")[1][0] == "Z",
+                   timeout=30, what="the killed worker gone")
+        statuses: list[int] = []
+        while server.logs().count(" ready on ") < 3:  # the replacement is loading
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                statuses.append(c.post(INFER.format(model), json=ONE).status_code)
+        assert len(statuses) >= 20, "the replacement loaded too fast for this test to mean much"
+        assert set(statuses) == {200}, statuses
+        # Once loaded it listens: new connections reach both workers again.
+        wait_until(lambda: len(_infer_on_new_connections(server.url, model, 20)) == 2,
+                   timeout=30, what="connections on both workers")
