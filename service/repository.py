@@ -128,6 +128,10 @@ class ModelRepository:
         self.versions: dict[str, dict[str, ModelVersion]] = {}
         self.loading_done = asyncio.Event()
         self.listeners: list[Callable[[], None]] = []  # called after the served set changes
+        # True while no other request is in progress in this process: the server sets it
+        # (service/server.py, from uvicorn's running request tasks); a batcher then runs a
+        # lone one-image request on the event loop (AWNET_INLINE_MAX_MS, service/batching.py).
+        self.alone: Callable[[], bool] = lambda: False
         self.closing = False
         self._locks: dict[str, asyncio.Lock] = {}
         self._drains: set[asyncio.Task[None]] = set()
@@ -281,6 +285,8 @@ class ModelRepository:
             retry_after_s=s.retry_after_s,
             on_queue_depth=depth.set,
             on_dequeue=queue_hist.observe,
+            inline_max_s=s.inline_max_s,
+            alone=lambda: self.alone(),
         )
         batcher.start()
         return batcher

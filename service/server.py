@@ -292,5 +292,10 @@ def build_server(
         http=protocol,
         loop=loop_name,
     )
-    return GracefulServer(config, app.state.awnet.begin_drain, settings.shutdown_delay_s,
-                          parent_pid=parent_pid, on_started=on_started)
+    server = GracefulServer(config, app.state.awnet.begin_drain, settings.shutdown_delay_s,
+                            parent_pid=parent_pid, on_started=on_started)
+    # uvicorn's running request tasks (one per request whose head has arrived, until it is
+    # answered): a request alone in it may run a short model call inline (service/batching.py).
+    tasks = server.server_state.tasks
+    app.state.awnet.repository.alone = lambda: len(tasks) <= 1
+    return server

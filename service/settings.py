@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         0.0, ge=0.0, le=10_000.0, description="Extra wait for a batch to fill while the model is "
         "idle (0: adaptive batching only: run at once, batch what arrives during a call)."
     )
+    inline_max_ms: float = Field(
+        2.0, ge=0.0, le=1_000.0, description="A one-image request alone in the server runs its "
+        "model call on the event loop, without the two thread hand-offs, while that model's "
+        "recent one-image call takes less than this (it blocks the loop that long at most); "
+        "0: always through the model's thread."
+    )
     max_queue_size: int = Field(1024, ge=1, le=1_000_000, description="Max inputs waiting per model version.")
     request_timeout_s: float = Field(10.0, gt=0.0, le=3600.0, description="Per-request inference timeout.")
     retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After sent with 503 queue full.")
@@ -287,6 +293,10 @@ class Settings(BaseSettings):
     @property
     def max_queue_delay_s(self) -> float:
         return self.max_queue_delay_ms / 1000.0
+
+    @property
+    def inline_max_s(self) -> float:
+        return self.inline_max_ms / 1000.0
 
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key is not None else None

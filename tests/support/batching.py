@@ -1,7 +1,7 @@
 """The batcher's unit-test pieces (tests/service): a fake model runner, a request, a started
 ``DynamicBatcher``.
 
-``Runner`` records the batch sizes it is called with; ``started`` is set on each call,
+``Runner`` records the batch sizes it is called with and the thread of each call; ``started`` is set on each call,
 ``gate`` (set) can be cleared to block calls, ``delay`` slows them and ``fail`` makes them
 raise. ``batcher(runner, max_delay_s=...)`` takes the batching delay as a parameter (each test
 file has its own default); other ``DynamicBatcher`` options as keywords.
@@ -22,6 +22,7 @@ class Runner:
 
     def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
         self.calls: list[int] = []
+        self.threads: list[str] = []  # the thread each call ran on
         self.delay = delay
         self.fail = fail
         self.gate = threading.Event()
@@ -32,6 +33,7 @@ class Runner:
         self.started.set()
         self.gate.wait(10)
         self.calls.append(int(image.shape[0]))
+        self.threads.append(threading.current_thread().name)
         if self.delay:
             time.sleep(self.delay)
         if self.fail:

@@ -1,0 +1,132 @@
+"""A lone one-image request runs its model call on the event loop (``AWNET_INLINE_MAX_MS``,
+service/batching.py): unit tests of the rule on a real batcher and event loop, and the wiring
+to uvicorn's running requests through a real ``python -m service``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.errors import InferenceFailed
+from tests.support.batching import Runner, batcher, req
+from tests.support.servers import start_process
+from tests.support.v2client import metric, scrape
+
+_batcher = partial(batcher, max_delay_s=0.0, inline_max_s=0.002)
+
+
+def _loop_thread() -> str:
+    return threading.current_thread().name
+
+
+def test_a_lone_request_runs_on_the_loop_once_the_call_is_known_to_be_short():
+    async def main():
+        runner = Runner()
+        b = _batcher(runner, alone=lambda: True)
+        for i in range(3):
+            await b.submit(*req(i), timeout=5)
+        await b.close()
+        return runner, _loop_thread()
+
+    runner, loop_thread = asyncio.run(main())
+    # The first call measures the model (executor thread); the next ones run inline.
+    assert runner.threads[0].startswith("ort-t/1")
+    assert runner.threads[1:] == [loop_thread, loop_thread]
+
+
+@pytest.mark.parametrize("case", ["not alone", "off", "slow model", "two images", "delay"])
+def test_the_call_stays_on_the_model_thread(case: str):
+    kw = {"alone": lambda: case != "not alone"}
+    if case == "off":
+        kw["inline_max_s"] = 0.0
+    if case == "delay":
+        kw["max_delay_s"] = 0.001
+    runner = Runner(delay=0.005 if case == "slow model" else 0.0)  # 5 ms > 2 ms
+    n = 2 if case == "two images" else 1
+
+    async def main():
+        b = _batcher(runner, **kw)
+        for i in range(3):
+            await b.submit(*req(i, n), timeout=5)
+        await b.close()
+
+    asyncio.run(main())
+    assert runner.threads and all(t.startswith("ort-t/1") for t in runner.threads)
+
+
+def test_not_inline_while_the_model_is_busy():
+    """A lone request arriving during a running call queues behind it, as before."""
+    async def main():
+        runner = Runner()
+        b = _batcher(runner, alone=lambda: True)
+        await b.submit(*req(0), timeout=5)  # measured: a lone one-image request may go inline
+        runner.gate.clear()
+        runner.started.clear()
+        busy = asyncio.ensure_future(b.submit(*req(1, 2), timeout=5))  # two images: executor
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, runner.started.wait, 5)  # it is running
+        lone = asyncio.ensure_future(b.submit(*req(2), timeout=5))
+        await asyncio.sleep(0.01)
+        assert not lone.done()  # queued behind the running call (inline would have run it)
+        runner.gate.set()
+        await asyncio.gather(busy, lone)
+        await b.close()
+        return runner
+
+    runner = asyncio.run(main())
+    assert runner.calls == [1, 2, 1]
+    assert all(t.startswith("ort-t/1") for t in runner.threads)
+
+
+def test_an_inline_failure_is_answered_like_a_batch_failure():
+    async def main():
+        runner = Runner()
+        b = _batcher(runner, alone=lambda: True)
+        await b.submit(*req(0), timeout=5)
+        runner.fail = True
+        with pytest.raises(InferenceFailed, match=r"inference failed in model t/1 \(RuntimeError\)"):
+            await b.submit(*req(1), timeout=5)
+        runner.fail = False
+        ok = await b.submit(*req(2), timeout=5)
+        await b.close()
+        return runner, ok
+
+    runner, ok = asyncio.run(main())
+    assert ok["p_adv"].shape == (1,)
+    assert runner.threads[1] == runner.threads[2]  # both inline: the batcher goes on
+
+
+ONE = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
+                   "data": [0.5] * 784}]}
+
+
+def _queue_seconds(url: str) -> tuple[float, float]:
+    s = scrape(url)
+    return (metric(s, "awnet_queue_duration_seconds_sum"),
+            metric(s, "awnet_queue_duration_seconds_count"))
+
+
+@pytest.mark.parametrize("inline_ms", ["2", "0"])
+def test_sequential_requests_skip_the_queue_only_when_inline_is_on(repository: Path,
+                                                                   inline_ms: str):
+    """``python -m service``: one client's sequential requests are alone in the server, so
+    they run inline and spend exactly 0 s queued (the executor path queues each ~20 us)."""
+    with (start_process(repository, {"AWNET_INLINE_MAX_MS": inline_ms}) as server,
+          httpx.Client(base_url=server.url, timeout=30) as c):
+        model = c.get("/v1/models").json()["models"][0]["name"]
+        for _ in range(3):  # the first call measures the model
+            assert c.post(f"/v2/models/{model}/infer", json=ONE).status_code == 200
+        total0, n0 = _queue_seconds(server.url)
+        for _ in range(20):
+            assert c.post(f"/v2/models/{model}/infer", json=ONE).status_code == 200
+        total1, n1 = _queue_seconds(server.url)
+    assert n1 - n0 == 20
+    if inline_ms == "0":
+        assert total1 - total0 > 0
+    else:
+        assert total1 - total0 == 0.0
