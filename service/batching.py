@@ -17,9 +17,10 @@ hands each request its rows. It batches adaptively:
   after a trip through a busy event loop; it counts as queued until then, and is cancelled
   before it starts if all its requests go (timeouts, clients).
 
-* a one-image request alone in the server (``alone()``: no other request in progress), with
-  the model idle and its recent one-image call shorter than ``inline_max_s``
-  (``AWNET_INLINE_MAX_MS``): the call runs right there on the event loop. The two thread
+* a one-image request alone in the server (``alone()``: no other request in progress and no
+  other open connection, service/server.py), with the model idle and its recent one-image
+  call shorter than ``inline_max_s`` (``AWNET_INLINE_MAX_MS``): the call runs right there on
+  the event loop. The two thread
   hand-offs cost ~0.1 ms each on a small VM, a fifth of a small model's latency; the loop is
   blocked for one short call, which is what anything arriving meanwhile would wait for anyway.
 

@@ -128,8 +128,8 @@ class ModelRepository:
         self.versions: dict[str, dict[str, ModelVersion]] = {}
         self.loading_done = asyncio.Event()
         self.listeners: list[Callable[[], None]] = []  # called after the served set changes
-        # True while no other request is in progress in this process: the server sets it
-        # (service/server.py, from uvicorn's running request tasks); a batcher then runs a
+        # True while no other request and no other connection is open in this process: the
+        # server sets it (service/server.py, from uvicorn's state); a batcher then runs a
         # lone one-image request on the event loop (AWNET_INLINE_MAX_MS, service/batching.py).
         self.alone: Callable[[], bool] = lambda: False
         self.closing = False

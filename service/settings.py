@@ -139,8 +139,9 @@ class Settings(BaseSettings):
         "idle (0: adaptive batching only: run at once, batch what arrives during a call)."
     )
     inline_max_ms: float = Field(
-        2.0, ge=0.0, le=1_000.0, description="A one-image request alone in the server runs its "
-        "model call on the event loop, without the two thread hand-offs, while that model's "
+        2.0, ge=0.0, le=1_000.0, description="A one-image request alone in the server (no "
+        "other request, no other connection) runs its model call on the event loop, without "
+        "the two thread hand-offs, while that model's "
         "recent one-image call takes less than this (it blocks the loop that long at most); "
         "0: always through the model's thread."
     )
