@@ -111,6 +111,20 @@ def _queue_seconds(client: httpx.Client) -> tuple[float, float]:
             metric(s, "awnet_queue_duration_seconds_count"))
 
 
+def _queued_in_20_requests(c: httpx.Client) -> float:
+    """Seconds the queue-duration histogram gains over 20 sequential one-image requests on
+    ``c``, after 3 that let the batcher measure the model."""
+    model = c.get("/v1/models").json()["models"][0]["name"]
+    for _ in range(3):
+        assert c.post(f"/v2/models/{model}/infer", json=ONE).status_code == 200
+    total0, n0 = _queue_seconds(c)
+    for _ in range(20):
+        assert c.post(f"/v2/models/{model}/infer", json=ONE).status_code == 200
+    total1, n1 = _queue_seconds(c)
+    assert n1 - n0 == 20
+    return total1 - total0
+
+
 def test_a_second_open_connection_keeps_requests_off_the_loop(repository: Path):
     """Another client's idle keep-alive connection: not one sequential client any more, so
     nothing runs inline (with many connections a request is briefly alone now and then, and
@@ -118,16 +132,8 @@ def test_a_second_open_connection_keeps_requests_off_the_loop(repository: Path):
     with (start_process(repository, {"AWNET_INLINE_MAX_MS": "2"}) as server,
           httpx.Client(base_url=server.url, timeout=30) as c,
           httpx.Client(base_url=server.url, timeout=30) as other):
-        model = c.get("/v1/models").json()["models"][0]["name"]
         assert other.get("/v2/health/live").status_code == 200  # open, then idle
-        for _ in range(3):
-            assert c.post(f"/v2/models/{model}/infer", json=ONE).status_code == 200
-        total0, n0 = _queue_seconds(c)
-        for _ in range(20):
-            assert c.post(f"/v2/models/{model}/infer", json=ONE).status_code == 200
-        total1, n1 = _queue_seconds(c)
-    assert n1 - n0 == 20
-    assert total1 - total0 > 0
+        assert _queued_in_20_requests(c) > 0
 
 
 @pytest.mark.parametrize("inline_ms", ["2", "0"])
@@ -138,15 +144,8 @@ def test_sequential_requests_skip_the_queue_only_when_inline_is_on(repository: P
     each ~20 us)."""
     with (start_process(repository, {"AWNET_INLINE_MAX_MS": inline_ms}) as server,
           httpx.Client(base_url=server.url, timeout=30) as c):
-        model = c.get("/v1/models").json()["models"][0]["name"]
-        for _ in range(3):  # the first call measures the model
-            assert c.post(f"/v2/models/{model}/infer", json=ONE).status_code == 200
-        total0, n0 = _queue_seconds(c)
-        for _ in range(20):
-            assert c.post(f"/v2/models/{model}/infer", json=ONE).status_code == 200
-        total1, n1 = _queue_seconds(c)
-    assert n1 - n0 == 20
+        queued = _queued_in_20_requests(c)
     if inline_ms == "0":
-        assert total1 - total0 > 0
+        assert queued > 0
     else:
-        assert total1 - total0 == 0.0
+        assert queued == 0.0
