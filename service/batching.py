@@ -20,9 +20,9 @@ hands each request its rows. It batches adaptively:
 * a one-image request alone in the server (``alone()``: no other request in progress and no
   other open connection, service/server.py), with the model idle and its recent one-image
   call shorter than ``inline_max_s`` (``AWNET_INLINE_MAX_MS``): the call runs right there on
-  the event loop. The two thread
-  hand-offs cost ~0.1 ms each on a small VM, a fifth of a small model's latency; the loop is
-  blocked for one short call, which is what anything arriving meanwhile would wait for anyway.
+  the event loop. The two thread hand-offs cost ~0.1 ms each on a small VM, a fifth of a
+  small model's latency; the loop is blocked for one short call, which is what anything
+  arriving meanwhile would wait for anyway.
 
 * Queue full: ``submit`` raises ``QueueFull`` at once (503 + Retry-After), it never waits.
 * Timeout: a request not answered within ``timeout`` raises ``InferenceTimeout`` at its
@@ -208,8 +208,9 @@ class DynamicBatcher:
             raise InferenceFailed(self._failure(exc)) from None
 
     def _run(self, image: np.ndarray, mix: np.ndarray) -> dict[str, np.ndarray]:
-        """The runner, timed when it gets one image (``_may_inline`` reads the average)."""
-        if image.shape[0] != 1:
+        """The runner, timed when it gets one image and inline calls are on (``_may_inline``
+        reads the average)."""
+        if image.shape[0] != 1 or self.inline_max_s <= 0:
             return self.runner(image, mix)
         t0 = time.perf_counter()
         out = self.runner(image, mix)

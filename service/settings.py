@@ -141,9 +141,8 @@ class Settings(BaseSettings):
     inline_max_ms: float = Field(
         2.0, ge=0.0, le=1_000.0, description="A one-image request alone in the server (no "
         "other request, no other connection) runs its model call on the event loop, without "
-        "the two thread hand-offs, while that model's "
-        "recent one-image call takes less than this (it blocks the loop that long at most); "
-        "0: always through the model's thread."
+        "the two thread hand-offs, while that model's recent one-image call takes less than "
+        "this (it blocks the loop that long at most); 0: always through the model's thread."
     )
     max_queue_size: int = Field(1024, ge=1, le=1_000_000, description="Max inputs waiting per model version.")
     request_timeout_s: float = Field(10.0, gt=0.0, le=3600.0, description="Per-request inference timeout.")
