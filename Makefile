@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 # [tool.awnet-serve] no-deps (torchattacks, which declares torchvision).
 NO_DEPS = $(BIN)/python -c "import sys; t = __import__('tomllib' if sys.version_info >= (3, 11) else 'pip._vendor.tomli', fromlist=['x']); print(' '.join(t.load(open('pyproject.toml', 'rb'))['tool']['awnet-serve']['no-deps']))"
 STAMP := $(VENV)/.setup-stamp
-SETTING ?= mnist-eps0.3
+SETTING ?= mnist1k-eps0.3-w8
 SEED ?= 0
 
 .PHONY: setup serve test test-fast lint model chain clean-venv system-deps reproduce report image image-test benchmark benchmark-quick triton-venv

@@ -4,9 +4,10 @@
 # keep the evaluation cards under results/SETTING/seedN/ and rewrite docs/results.md from all
 # the seeds that exist.
 #
-#   SETTING  mnist-eps0.3 (default: the embedded digits at eps 0.3, small CNN)
+#   SETTING  mnist1k-eps0.3-w8 (default: the trade-off setting, eps 0.3, quarter-width small CNN, the
+#                                first 1,000 embedded training digits; about 30 min on 2 idle cores)
+#            mnist-eps0.3 (all 4,000 embedded training digits, full-width small CNN: no trade-off; 2-3 h)
 #            mnist-eps0.4-w8 (eps 0.4, quarter-width small CNN: 2 points of clean cost only)
-#            mnist1k-eps0.3-w8 (the trade-off setting: eps 0.3, quarter width, the first 1,000 training digits)
 #            cifar10-resnet18 / cifar10-wrn34r (GPU machines; CIFAR-10 under --data-root)
 #   SEED     the seed of every training run and attack (default 0)
 #   TEACHER  AW-Net's robust teacher and initialisation: trades (default) or pgd-at (the trade-off setting's)
@@ -15,12 +16,15 @@
 #   RESULTS, REPORT, RUNS_ROOT  where cards, docs/results.md and run folders go;
 #   TRAIN_EXTRA  extra arguments of every training run (smoke tests: "--max-train-samples 128")
 #   ABLATIONS=1  also AW-Net with the plain router (--no-router-adaptive): the router variants
-#   ONLY="a b"   train and evaluate only these models: two invocations with disjoint ONLY
-#                lists run as two lanes on two cores (the AW-Net runs wait for their teachers)
+#   LANES    2 (default): two lanes at once, one per core (standard, pgd-at, awnet in the foreground;
+#            trades, trades+rat, awnet+rat and the ablation in the background, log in the results
+#            folder); the AW-Net runs wait for their teachers, a failing lane stops the other.
+#            1: one model after the other.
+#   ONLY="a b"   train and evaluate only these models (one lane, no report)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-SETTING=${SETTING:-mnist-eps0.3}
+SETTING=${SETTING:-mnist1k-eps0.3-w8}
 SEED=${SEED:-0}
 N=${N:-500}
 BUDGET=${BUDGET:-reproduce}
@@ -47,11 +51,43 @@ EPOCHS=${EPOCHS_OVERRIDE:-$EPOCHS}
 read -r -a EXTRA <<< "${TRAIN_EXTRA:-}"
 mkdir -p "$RUNS" "$OUT"
 TIMES=$OUT/timings.jsonl
+# Only a run from scratch records its wall time (a resumed one would under-report it).
+[[ -s "$TIMES" ]] && FRESH=0 || FRESH=1
 touch "$TIMES"
 # One thread per process: on two shared cores torch's default of two threads per process
 # slows small attack batches down many times over (measured: APGD-100 on 32 digits, 25.5 s
 # with 2 threads against 0.3 s with 1 while another job ran).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+if [[ -z "${ONLY:-}" && "${LANES:-2}" == 2 ]]; then
+  # Two lanes, each this script with an ONLY list, in process groups of their own (set -m) so that
+  # a failure or Ctrl-C stops the whole of the other lane, python included.
+  set -m
+  LANE1="standard pgd-at awnet"
+  LANE2="trades trades+rat awnet+rat"
+  [[ "${ABLATIONS:-0}" == 1 ]] && LANE2+=" awnet-plain-router"
+  LOG2=$OUT/lane2.log
+  start=$SECONDS
+  echo "=== [$SETTING seed $SEED] two lanes: $LANE1 here; $LANE2 in the background (log: $LOG2)"
+  ONLY=$LANE1 bash "$0" &
+  lane1=$!
+  ONLY=$LANE2 bash "$0" > "$LOG2" 2>&1 &
+  lane2=$!
+  (tail -n +1 -F "$LOG2" 2>/dev/null | grep --line-buffered '^===' | sed -u 's/^/[lane 2] /') &
+  tailer=$!
+  stop() { kill -- "-$lane1" "-$lane2" "-$tailer" 2>/dev/null || true; }
+  trap 'stop; exit 130' INT TERM
+  rc=0
+  for _ in 1 2; do
+    wait -n "$lane1" "$lane2" || { rc=$?; echo "=== a lane failed (exit $rc): stopping the other; see $LOG2" >&2; stop; break; }
+  done
+  wait "$lane1" "$lane2" 2>/dev/null || true
+  kill -- "-$tailer" 2>/dev/null || true
+  ((rc == 0)) || exit "$rc"
+  ((FRESH)) && echo "{\"model\": \"(all)\", \"step\": \"wall\", \"seconds\": $((SECONDS - start)), \"lanes\": 2}" >> "$TIMES"
+  "$PY" -m training report --results "$RESULTS" --out "${REPORT:-docs/results.md}"
+  exit 0
+fi
 
 step() {  # step NAME KIND(train|evaluate) ARGS...
   local name=$1 kind=$2; shift 2
@@ -100,4 +136,6 @@ for name in "${MODELS[@]}"; do
   step "$name" evaluate evaluate "$(checkpoint "$name")" --n "$N" --seed "$SEED" --budget "$BUDGET" \
     --out "$OUT/$name" --allow-failed-checks
 done
+[[ -n "${ONLY:-}" ]] && exit 0  # a lane: the caller writes the report
+((FRESH)) && echo "{\"model\": \"(all)\", \"step\": \"wall\", \"seconds\": $SECONDS, \"lanes\": 1}" >> "$TIMES"
 "$PY" -m training report --results "$RESULTS" --out "${REPORT:-docs/results.md}"

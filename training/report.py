@@ -57,6 +57,25 @@ def load_results(root: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
     return out
 
 
+def load_walls(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """setting -> seed -> the wall-time record a from-scratch ``make reproduce`` leaves in its
+    ``timings.jsonl`` (``"step": "wall"``: seconds and lanes; resumed runs leave none)."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for tfile in sorted(root.glob("*/seed*/timings.jsonl")):
+        for line in tfile.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("step") == "wall":
+                out.setdefault(tfile.parent.parent.name, {})[int(tfile.parent.name.removeprefix("seed"))] = r
+    return out
+
+
+def wall_line(walls: dict[int, dict[str, Any]]) -> str:
+    """One sentence: each seed's wall time from scratch, in minutes."""
+    parts = [f"seed {seed} {r['seconds'] / 60:.0f} min ({r.get('lanes', 1)} lane{'s' if r.get('lanes', 1) > 1 else ''})"
+             for seed, r in sorted(walls.items())]  # fmt: skip
+    return "Wall time of the whole reproduction from scratch (`make reproduce`): " + "; ".join(parts) + "."
+
+
 def recipe(card: dict[str, Any]) -> dict[str, Any] | None:
     """The card's training recipe without its run fields (None: a card from before cards
     recorded it, or one written by hand)."""
@@ -120,7 +139,8 @@ def _fmt(values: list[float | None], pct: bool = True) -> str:
 
 
 def setting_section(
-    setting: str, models: dict[str, list[dict[str, Any]]], plot: Path | None, notes: list[str] | None = None
+    setting: str, models: dict[str, list[dict[str, Any]]], plot: Path | None, notes: list[str] | None = None,
+    walls: dict[int, dict[str, Any]] | None = None,
 ) -> str:
     seeds = sorted({r["seed"] for recs in models.values() for r in recs})
     any_rec = next(iter(models.values()))[0]
@@ -137,6 +157,8 @@ def setting_section(
                      f"{_fmt(g('missed'))} | {_fmt(g('detected'))} | {_fmt(g('fpr'))} | {_fmt(g('train_s'), False)} | "
                      f"{_fmt(g('eval_s'), False)} | {'pass' if all(g('sanity')) else '**FAIL**'} |")  # fmt: skip
     lines += [""] + [f"- {n}" for n in notes or []] + ([""] if notes else []) + [verdict(models)]
+    if walls:
+        lines += ["", wall_line(walls)]
     if plot is not None:
         lines += ["", f"![clean vs worst-case accuracy, {setting}]({plot.as_posix()})"]
     return "\n".join(lines)
@@ -185,12 +207,13 @@ def plot_tradeoff(setting: str, models: dict[str, list[dict[str, Any]]], path: P
 
 def render(results: Path, out: Path) -> str:
     data = load_results(results)
+    walls = load_walls(results)
     figures = out.parent / "figures"
     sections = []
     for setting, merged in sorted(data.items()):
         models, notes = split_by_recipe(merged)
         plot = plot_tradeoff(setting, models, figures / f"tradeoff_{setting}.png")
-        sections.append(setting_section(setting, models, plot.relative_to(out.parent), notes))
+        sections.append(setting_section(setting, models, plot.relative_to(out.parent), notes, walls.get(setting)))
     body = "\n\n".join(sections) if sections else "No reproduction results yet: run `make reproduce`."
     write_section(out, BEGIN, END, f"<!-- written by `python -m training report` from results/; do not edit by hand -->\n\n{body}\n",
                   "## Reproduction (`make reproduce`)")  # fmt: skip

@@ -55,3 +55,16 @@ def test_seeds_whose_recipes_conflict_are_reported_apart_and_named(tmp_path: Pat
     assert rows["awnet (seed 1, 2)"][:3] == ["2", "97.0 ± 0.0", "77.0 ± 1.4"]
     assert "trained with different recipes (router_adaptive: True / False); their figures are not merged" in md
     assert "best AW-Net (awnet (seed 1, 2)" in md  # the verdict judges each recipe on its own
+
+
+def test_a_from_scratch_reproduction_reports_its_wall_time_per_seed(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    _card(res, 0, "standard", 0.98, 0.0, None)
+    _card(res, 1, "standard", 0.97, 0.0, None)
+    timings = [{"model": "standard", "step": "train", "seconds": 40}, {"model": "(all)", "step": "wall", "seconds": 1860, "lanes": 2}]
+    (res / "digits" / "seed0" / "timings.jsonl").write_text("\n".join(map(json.dumps, timings)))
+    (res / "digits" / "seed1" / "timings.jsonl").write_text(json.dumps(timings[0]))  # resumed: no wall record
+    md = report.render(res, tmp_path / "results.md")
+    assert "reproduction from scratch (`make reproduce`): seed 0 31 min (2 lanes)." in md
+    assert "seed 1 " not in md.split("from scratch")[1]
+    assert _rows(md)["standard"][7] == "40 ± 0.0"  # the wall record is not a model's step

@@ -1,0 +1,64 @@
+"""``make reproduce`` (scripts/reproduce.sh, issue 8 item 7) on a tiny budget: its two lanes
+produce every card and one report with the run's wall time, and a lane that fails stops the
+other instead of leaving it waiting for a teacher that will never come."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ("standard", "pgd-at", "trades", "trades+rat", "awnet", "awnet+rat")
+SEED_DIR = "mnist1k-eps0.3-w8/seed0"  # the default setting
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    return os.environ | {
+        "PY": sys.executable, "RESULTS": str(tmp / "results"), "RUNS_ROOT": str(tmp / "runs"),
+        "REPORT": str(tmp / "results.md"), "BUDGET": "quick", "N": "16", "EPOCHS_OVERRIDE": "1",
+        "TRAIN_EXTRA": "--max-train-samples 128 --batch-size 64 --val-max-samples 16",
+        "OMP_NUM_THREADS": "1",  # the script's own default (conftest sets 2: two lanes of 2 threads crawl)
+    } | extra  # fmt: skip
+
+
+def _run(tmp: Path, timeout: float, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(ROOT / "scripts/reproduce.sh")], cwd=ROOT, env=_env(tmp, **extra),
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_two_lanes_write_every_card_and_one_report_with_the_wall_time(tmp_path: Path) -> None:
+    r = _run(tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = tmp_path / "results" / SEED_DIR
+    assert all((out / m / "evaluation.json").is_file() for m in MODELS)
+    lines = [json.loads(x) for x in (out / "timings.jsonl").read_text().splitlines()]
+    assert {(x["model"], x["step"]) for x in lines} >= {(m, s) for m in MODELS for s in ("train", "evaluate")}
+    assert [x["lanes"] for x in lines if x["step"] == "wall"] == [2]
+    assert "[lane 2] === [mnist1k-eps0.3-w8 seed 0] train trades" in r.stdout  # the background lane's steps show
+    md = (tmp_path / "results.md").read_text()
+    assert "### mnist1k-eps0.3-w8" in md and "reproduction from scratch (`make reproduce`): seed 0" in md
+    again = _run(tmp_path, timeout=120)  # resumed: every step kept, no second wall record
+    assert again.returncode == 0 and "train awnet: done, kept" in again.stdout
+    assert sum('"wall"' in x for x in (out / "timings.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_failing_lane_stops_the_other_one(tmp_path: Path) -> None:
+    # TRADES (lane 2) cannot write its run folder; lane 1's AW-Net waits for TRADES as its teacher.
+    runs = tmp_path / "runs" / SEED_DIR
+    runs.mkdir(parents=True)
+    (runs / "trades").write_text("not a folder")
+    t0 = time.monotonic()
+    r = _run(tmp_path, timeout=300, TEACHER="trades")
+    assert r.returncode != 0
+    assert "a lane failed" in r.stderr
+    assert time.monotonic() - t0 < 240
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of the stopped lane still run: {left}"
