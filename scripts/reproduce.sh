@@ -75,6 +75,7 @@ if [[ -z "${ONLY:-}" && "${LANES:-2}" == 2 ]]; then
   lane2=$!
   (tail -n +1 -F "$LOG2" 2>/dev/null | grep --line-buffered '^===' | sed -u 's/^/[lane 2] /') &
   tailer=$!
+  disown "$tailer"  # no job-control notice when it is stopped
   stop() { kill -- "-$lane1" "-$lane2" "-$tailer" 2>/dev/null || true; }
   trap 'stop; exit 130' INT TERM
   rc=0
