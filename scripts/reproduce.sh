@@ -44,6 +44,7 @@ case "$SETTING" in
 esac
 TEACHER=${TEACHER:-trades}
 case "$TEACHER" in trades|pgd-at) ;; *) echo "unknown TEACHER $TEACHER (trades or pgd-at)" >&2; exit 2 ;; esac
+case "${LANES:-2}" in 1|2) ;; *) echo "LANES must be 1 or 2, got $LANES" >&2; exit 2 ;; esac
 RESULTS=${RESULTS:-results}
 RUNS=${RUNS_ROOT:-runs/reproduce}/$SETTING/seed$SEED
 OUT=$RESULTS/$SETTING/seed$SEED

@@ -62,3 +62,9 @@ def test_a_failing_lane_stops_the_other_one(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 240
     left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes of the stopped lane still run: {left}"
+
+
+def test_an_unknown_lane_count_fails_before_any_work(tmp_path: Path) -> None:
+    r = _run(tmp_path, timeout=30, LANES="3")
+    assert r.returncode == 2 and "LANES must be 1 or 2, got 3" in r.stderr
+    assert not (tmp_path / "runs").exists()
