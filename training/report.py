@@ -36,13 +36,7 @@ def load_results(root: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
         seed_dir = model_dir.parent
         setting = seed_dir.parent.name
         card = json.loads(card_path.read_text())
-        times: dict[str, float] = {}
-        tfile = seed_dir / "timings.jsonl"
-        if tfile.is_file():
-            for line in tfile.read_text().splitlines():
-                r = json.loads(line)
-                if r["model"] == model_dir.name:
-                    times[r["step"]] = r["seconds"]
+        times = {r["step"]: r["seconds"] for r in timings(seed_dir) if r["model"] == model_dir.name}
         w = card["worst_case"]
         rec = {
             "seed": int(seed_dir.name.removeprefix("seed")), "clean": card["clean"]["acc"], "worst": w["acc"],
@@ -57,15 +51,21 @@ def load_results(root: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
     return out
 
 
+def timings(seed_dir: Path) -> list[dict[str, Any]]:
+    """The records scripts/reproduce.sh appends to ``seed_dir/timings.jsonl``: one per model
+    and step (train, evaluate) and, for a run from scratch, one ``"step": "wall"``."""
+    tfile = seed_dir / "timings.jsonl"
+    return [json.loads(line) for line in tfile.read_text().splitlines()] if tfile.is_file() else []
+
+
 def load_walls(root: Path) -> dict[str, dict[int, dict[str, Any]]]:
-    """setting -> seed -> the wall-time record a from-scratch ``make reproduce`` leaves in its
-    ``timings.jsonl`` (``"step": "wall"``: seconds and lanes; resumed runs leave none)."""
+    """setting -> seed -> the wall-time record of a from-scratch ``make reproduce`` (seconds
+    and lanes; resumed runs leave none)."""
     out: dict[str, dict[int, dict[str, Any]]] = {}
-    for tfile in sorted(root.glob("*/seed*/timings.jsonl")):
-        for line in tfile.read_text().splitlines():
-            r = json.loads(line)
+    for seed_dir in sorted(root.glob("*/seed*")):
+        for r in timings(seed_dir):
             if r.get("step") == "wall":
-                out.setdefault(tfile.parent.parent.name, {})[int(tfile.parent.name.removeprefix("seed"))] = r
+                out.setdefault(seed_dir.parent.name, {})[int(seed_dir.name.removeprefix("seed"))] = r
     return out
 
 
