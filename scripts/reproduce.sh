@@ -20,7 +20,7 @@
 #            trades, trades+rat, awnet+rat and the ablation in the background, log in the results
 #            folder); the AW-Net runs wait for their teachers, a failing lane stops the other.
 #            1: one model after the other.
-#   ONLY="a b"   train and evaluate only these models (one lane, no report)
+#   ONLY="a b"   train and evaluate only these models, in one lane (no wall time: not a whole run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -70,9 +70,9 @@ if [[ -z "${ONLY:-}" && "${LANES:-2}" == 2 ]]; then
   LOG2=$OUT/lane2.log
   start=$SECONDS
   echo "=== [$SETTING seed $SEED] two lanes: $LANE1 here; $LANE2 in the background (log: $LOG2)"
-  ONLY=$LANE1 bash "$0" &
+  LANE=1 ONLY=$LANE1 bash "$0" &
   lane1=$!
-  ONLY=$LANE2 bash "$0" > "$LOG2" 2>&1 &
+  LANE=2 ONLY=$LANE2 bash "$0" > "$LOG2" 2>&1 &
   lane2=$!
   (tail -n +1 -F "$LOG2" 2>/dev/null | grep --line-buffered '^===' | sed -u 's/^/[lane 2] /') &
   tailer=$!
@@ -138,6 +138,6 @@ for name in "${MODELS[@]}"; do
   step "$name" evaluate evaluate "$(checkpoint "$name")" --n "$N" --seed "$SEED" --budget "$BUDGET" \
     --out "$OUT/$name" --allow-failed-checks
 done
-[[ -n "${ONLY:-}" ]] && exit 0  # a lane: the caller writes the report
-((FRESH)) && echo "{\"model\": \"(all)\", \"step\": \"wall\", \"seconds\": $SECONDS, \"lanes\": 1}" >> "$TIMES"
+[[ -n "${LANE:-}" ]] && exit 0  # a lane: the caller writes the wall time and the report
+((FRESH)) && [[ -z "${ONLY:-}" ]] && echo "{\"model\": \"(all)\", \"step\": \"wall\", \"seconds\": $SECONDS, \"lanes\": 1}" >> "$TIMES"
 "$PY" -m training report --results "$RESULTS" --out "${REPORT:-docs/results.md}"

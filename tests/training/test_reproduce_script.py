@@ -68,3 +68,14 @@ def test_an_unknown_lane_count_fails_before_any_work(tmp_path: Path) -> None:
     r = _run(tmp_path, timeout=30, LANES="3")
     assert r.returncode == 2 and "LANES must be 1 or 2, got 3" in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_only_some_models_run_in_one_lane_and_report_without_a_wall_time(tmp_path: Path) -> None:
+    r = _run(tmp_path, timeout=300, ONLY="standard")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "two lanes" not in r.stdout
+    out = tmp_path / "results" / SEED_DIR
+    assert [m.name for m in out.iterdir() if m.is_dir()] == ["standard"]
+    assert '"wall"' not in (out / "timings.jsonl").read_text()  # a partial run is not the reproduction's time
+    assert "### mnist1k-eps0.3-w8" in (tmp_path / "results.md").read_text()
