@@ -3,9 +3,10 @@
 mutates its input."""
 
 from training.attacks.base import Attack, preserved_modes
+from training.attacks.blend import DigitBlend
 from training.attacks.fgsm import FGSM
 from training.attacks.losses import ATTACK_LOSSES
 from training.attacks.pgd import PGD
 from training.attacks.selective import SelectivePGD
 
-__all__ = ["ATTACK_LOSSES", "FGSM", "PGD", "Attack", "SelectivePGD", "preserved_modes"]
+__all__ = ["ATTACK_LOSSES", "FGSM", "PGD", "Attack", "DigitBlend", "SelectivePGD", "preserved_modes"]

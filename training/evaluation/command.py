@@ -16,7 +16,15 @@ from training.data import build_dataset
 from training.evaluation import sanity
 from training.evaluation.figures import attack_figures, clean_figures, worst_case
 from training.evaluation.runner import Outcome, clean_outcome, router_scores, run_attack
-from training.evaluation.suite import DEFAULT_LAMBDAS, AttackSpec, Budget, _pgd, build_suite, select
+from training.evaluation.suite import (
+    DEFAULT_LAMBDAS,
+    DIGIT_BLEND,
+    AttackSpec,
+    Budget,
+    _pgd,
+    build_suite,
+    select,
+)
 from training.evaluation.target import Target, load_target, weights_fingerprint
 from training.export.calibrate import (
     DEFAULT_TARGET_FPR,
@@ -100,7 +108,8 @@ def evaluate_target(
     if adaptive and threshold is not None:
         card["worst_case_adaptive"] = worst_case(adaptive, clean, threshold)
     if sanity_checks:
-        card["sanity"] = [c.to_dict() for c in _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress)]
+        card["sanity"] = [c.to_dict() for c in _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress,
+                                                          threshold)]
     card["wall_seconds"] = round(time.time() - t0, 1)
     return card
 
@@ -110,7 +119,7 @@ def _row(spec: AttackSpec, out: Outcome, clean: Outcome, threshold: float | None
             "crafted_on": spec.crafted_on, **attack_figures(out, clean, threshold)}  # fmt: skip
 
 
-def _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress) -> list[sanity.Check]:
+def _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress, threshold=None) -> list[sanity.Check]:
     by_name = {o.name: float(o.correct.mean()) for o in outs}
     checks: list[sanity.Check] = []
 
@@ -136,6 +145,11 @@ def _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress) -> lis
     elif any(o.name == "autoattack" and "square" in dict(o.stages) for o in outs):
         aa = next(o for o in outs if o.name == "autoattack")
         checks.append(sanity.black_box_adds_little(dict(aa.stages), len(aa.correct)))
+    missed = {o.name: attack_figures(o, clean, threshold)["router"]["missed"] for o in outs
+              if o.p_adv is not None and clean.p_adv is not None and threshold is not None}  # fmt: skip
+    if DIGIT_BLEND in missed and len(missed) > 1:
+        free = missed.pop(DIGIT_BLEND)
+        checks.append(sanity.flag_not_masked(free, missed))
     return checks
 
 

@@ -67,3 +67,17 @@ def black_box_adds_little(stages: dict[str, int], n: int, margin: float = BLACK_
     return Check("black-box attack not stronger than white-box", ok,
                  "ok" if ok else f"Square flips {added:.1%} of the images after the gradient attacks: masked gradients",
                  {"square_added": added, "margin": margin})  # fmt: skip
+
+
+def flag_not_masked(missed_free: float, missed_gradient: dict[str, float], margin: float = BLACK_BOX_MARGIN) -> Check:
+    """The black-box check on the detector: a gradient-free attack (the digit blend) should
+    not get more images misclassified *and* unflagged than the best gradient attack; if it
+    does, the router holds only where its gradients mislead (docs/results.md: CCAT's flag)."""
+    best_name = max(missed_gradient, key=missed_gradient.get)
+    best = missed_gradient[best_name]
+    ok = missed_free <= best + margin
+    return Check("gradient-free attack gets past the router no more than the gradient ones", ok,
+                 "ok" if ok else f"the digit blend misses {missed_free:.1%} of the images, the best gradient attack "
+                 f"({best_name}) {best:.1%}: the router's gradients mislead the attacks (masking)",
+                 {"gradient_free_missed": missed_free, "best_gradient_missed": best,
+                  "best_gradient_attack": best_name, "margin": margin})  # fmt: skip

@@ -4,7 +4,8 @@ Every attack knows the whole model: on AW-Net the gradient attacks run end to en
 the router, the signals and the soft MixBN (the served mode), and the adaptive ones add
 what an attacker who knows the router would do (Carlini et al. 2019; Tramer et al. 2020):
 evade the router while misclassifying, through the soft router and through the forced clean
-branch, and transfer from the clean branch. Robust accuracy is the worst case per sample
+branch, transfer from the clean branch, and a gradient-free probe of the router (the digit
+blend) that shows when the router holds only against gradients. Robust accuracy is the worst case per sample
 over all of them.
 """
 
@@ -16,11 +17,13 @@ from dataclasses import dataclass
 from torch import nn
 
 from models.layers import MIX_CLEAN
-from training.attacks import FGSM, PGD, SelectivePGD
+from training.attacks import FGSM, PGD, DigitBlend, SelectivePGD
 from training.attacks.base import Attack
 from training.evaluation import library
 
 DEFAULT_LAMBDAS = (0.3, 1.0, 3.0)
+#: the name of the gradient-free probe of the router (the masking check on the flag reads it)
+DIGIT_BLEND = "digit-blend"
 #: the margin evader's lambdas: the logit margin is unbounded, so its weights sit lower
 #: (at 0.3 it already hides every example from the 1 %-FPR threshold, docs/results.md)
 MARGIN_LAMBDAS = (0.03, 0.1, 0.3)
@@ -141,6 +144,10 @@ def build_suite(
                 f"{threshold:.3g})", "awnet-serve", "adaptive", "router (end to end)",
                 lambda m, loss=loss: SelectivePGD(m, eps, threshold, steps=2 * n, loss=loss),
             ))  # fmt: skip
+    specs.append(AttackSpec(
+        DIGIT_BLEND, "digit blend: eps toward each of 100 other images of the batch, no gradient", "awnet-serve",
+        "adaptive", "queries", lambda m: DigitBlend(m, eps, threshold),
+    ))  # fmt: skip
     specs.append(AttackSpec(
         "transfer-clean", f"PGD-{n} crafted on the forced clean branch, transferred", "awnet-serve", "transfer",
         "clean branch", _pgd(eps, n, mix=MIX_CLEAN),
