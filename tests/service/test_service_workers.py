@@ -176,7 +176,7 @@ def test_a_replacement_worker_takes_connections_only_once_loaded(repository: Pat
         while server.logs().count(" ready on ") < 3:  # the replacement is loading
             with httpx.Client(base_url=server.url, timeout=30) as c:
                 statuses.append(c.post(INFER.format(model), json=ONE).status_code)
-        # 20-60 on an idle 2-core machine; 16 when other test runs shared the cores (2026-12-06)
+        # at least 20 in every earlier clean-clone CI run; 16 when other test runs shared the cores (2026-12-06)
         assert len(statuses) >= 10, "the replacement loaded too fast for this test to mean much"
         assert set(statuses) == {200}, statuses
         # Once loaded it listens: new connections reach both workers again.
