@@ -47,7 +47,7 @@ class DigitBlend(Attack):
         wrong = logits.argmax(1) != y
         hidden = p_adv < self.threshold if self.threshold is not None else torch.zeros_like(wrong)
         ce = F.cross_entropy(logits, y, reduction="none").clamp(max=100.0)
-        return torch.where(wrong, 1e3 + 1e3 * (wrong & hidden).float() + (1.0 - p_adv) * 100.0, ce)
+        return torch.where(wrong, 1e3 + 1e3 * hidden.float() + (1.0 - p_adv) * 100.0, ce)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         best, key = x.clone(), self._judge(x, y)

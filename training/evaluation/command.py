@@ -109,7 +109,7 @@ def evaluate_target(
         card["worst_case_adaptive"] = worst_case(adaptive, clean, threshold)
     if sanity_checks:
         card["sanity"] = [c.to_dict() for c in _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress,
-                                                          threshold)]
+                                                          rows)]
     card["wall_seconds"] = round(time.time() - t0, 1)
     return card
 
@@ -119,7 +119,7 @@ def _row(spec: AttackSpec, out: Outcome, clean: Outcome, threshold: float | None
             "crafted_on": spec.crafted_on, **attack_figures(out, clean, threshold)}  # fmt: skip
 
 
-def _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress, threshold=None) -> list[sanity.Check]:
+def _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress, rows=()) -> list[sanity.Check]:
     by_name = {o.name: float(o.correct.mean()) for o in outs}
     checks: list[sanity.Check] = []
 
@@ -145,8 +145,7 @@ def _sanity(target, x, y, eps, specs, outs, clean, batch, seed, progress, thresh
     elif any(o.name == "autoattack" and "square" in dict(o.stages) for o in outs):
         aa = next(o for o in outs if o.name == "autoattack")
         checks.append(sanity.black_box_adds_little(dict(aa.stages), len(aa.correct)))
-    missed = {o.name: attack_figures(o, clean, threshold)["router"]["missed"] for o in outs
-              if o.p_adv is not None and clean.p_adv is not None and threshold is not None}  # fmt: skip
+    missed = {r["name"]: r["router"]["missed"] for r in rows if "router" in r}  # the rows' own figures
     if DIGIT_BLEND in missed and len(missed) > 1:
         free = missed.pop(DIGIT_BLEND)
         checks.append(sanity.flag_not_masked(free, missed))
