@@ -5,6 +5,7 @@
   the schema versions and kinds, and the one SHA-256 helper.
 * ``policy``: the version policy (all / latest N / specific), setting and manifest spellings.
 * ``probes``: the probe set beside a version (``probes.npz``) and the check of outputs on it.
+* ``robustness``: the manifest's ``evaluation.robustness`` block (what the version withstands).
 * ``manifest``: ``manifest.json`` as a typed object (``Manifest``) with ``load``,
   ``validate``, ``to_dict`` and ``write``, and the check of a version folder against it.
 
@@ -49,6 +50,7 @@ from artifact_contract.probes import (
     load_probes,
     write_probes,
 )
+from artifact_contract.robustness import ROBUSTNESS_KEY, Robustness, robustness_of
 
 __all__ = [
     "INPUT_IMAGE", "INPUT_MIX", "KINDS", "MANIFEST_FILE", "MODEL_INPUTS", "MODEL_OUTPUTS", "NAME_RE",
@@ -56,5 +58,5 @@ __all__ = [
     "SUPPORTED_SCHEMA_VERSIONS", "VERSION_RE", "ArtifactError", "InputSpec", "Manifest", "OnnxSpec",
     "io_shapes", "read_json", "sha256_bytes", "sha256_file",
     "PROBES_FILE", "ProbeReport", "ProbeSet", "VersionPolicy", "check_outputs", "load_probes",
-    "write_probes",
+    "write_probes", "ROBUSTNESS_KEY", "Robustness", "robustness_of",
 ]  # fmt: skip

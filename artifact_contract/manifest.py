@@ -9,9 +9,11 @@ Required (docs/contracts.md): ``schema_version``, ``name``, ``version``, ``kind`
 ``class_names``, ``input.shape``, ``input.range``, ``router`` (object or null),
 ``onnx.file``, ``onnx.sha256``. Optional and checked when present: ``probes`` (the probe
 set beside the graph, ``artifact_contract.probes``), ``torch_state`` (the weights a folded
-graph renamed, for ``evaluate FOLDER`` only: the service never reads it) and
-``version_policy`` (Triton's shape, ``artifact_contract.policy``). The other blocks are informative and kept as written
-(free-form ones as dicts; unknown top-level keys in ``extra``).
+graph renamed, for ``evaluate FOLDER`` only: the service never reads it),
+``version_policy`` (Triton's shape, ``artifact_contract.policy``) and
+``evaluation.robustness`` (the evaluation card's summary, ``artifact_contract.robustness``).
+The other blocks are informative and kept as written (free-form ones as dicts; unknown
+top-level keys in ``extra``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artifact_contract import names
+
+if TYPE_CHECKING:
+    from artifact_contract.robustness import Robustness
 
 REQUIRED_KEYS = (
     "schema_version", "name", "version", "kind", "class_names", "input.shape", "input.range",
@@ -281,7 +286,17 @@ class Manifest(_Block):
             from artifact_contract.policy import VersionPolicy
 
             VersionPolicy.from_dict(self.version_policy, where)
+        if self.evaluation is not None:
+            self.robustness(where)
         return self
+
+    def robustness(self, where: Any = None) -> Robustness | None:
+        """``evaluation.robustness`` as a validated ``Robustness``, None when absent."""
+        from artifact_contract.robustness import robustness_of
+
+        if self.evaluation is not None and not isinstance(self.evaluation, dict):
+            raise ArtifactError(f"{where or self.source or names.MANIFEST_FILE}: evaluation must be an object")
+        return robustness_of(self.evaluation, where or self.source or names.MANIFEST_FILE)
 
     @property
     def threshold(self) -> float | None:

@@ -32,6 +32,7 @@ from artifact_contract import (
     OUTPUT_P_ADV,
     ArtifactError,
     Manifest,
+    Robustness,
     read_json,
 )
 
@@ -62,6 +63,7 @@ class Artifact:
     input_shape: tuple[int, int, int]  # C, H, W
     input_range: tuple[float, float]
     manifest_threshold: float | None
+    robustness: Robustness | None = None  # the evaluation card's summary, when exported with one
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,6 +92,7 @@ def load_artifact(version_dir: Path, *, verify_sha256: bool = True) -> Artifact:
         input_shape=(shape[0], shape[1], shape[2]),
         input_range=(float(rng[0]), float(rng[1])),
         manifest_threshold=manifest.threshold,
+        robustness=manifest.robustness(where),
     )
 
 

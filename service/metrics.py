@@ -31,6 +31,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from artifact_contract import Robustness
+
 ROUTER_SCORE_BUCKETS = (
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5,
     0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999,
@@ -176,6 +178,21 @@ class Metrics:
             "awnet_refused_requests", "Requests refused, by reason.",
             (*MODEL_LABELS, "reason"), registry=r,
         )
+        # What the version's evaluation card measured (manifest evaluation.robustness): the
+        # dashboard sets the flagged rate it observes against what the router was found to catch.
+        self.evaluated_accuracy = Gauge(
+            "awnet_model_evaluated_accuracy",
+            "Test accuracy from the version's evaluation card at L-inf eps: clean, and the worst "
+            "case per image over every attack (adaptive ones included).",
+            (*MODEL_LABELS, "inputs", "eps", "sanity"), multiprocess_mode="livemax", registry=r,
+        )
+        self.evaluated_router = Gauge(
+            "awnet_router_evaluated_ratio",
+            "The router under the evaluation card's attacks: detected = flagged share of the test "
+            "images some attack misclassifies, missed = share misclassified and not flagged, "
+            "false_positive = share of clean test images flagged.",
+            (*MODEL_LABELS, "share"), multiprocess_mode="livemax", registry=r,
+        )
 
     # --- model lifecycle ---------------------------------------------------------------
     def model_registered(self, model: str, version: str) -> None:
@@ -193,6 +210,18 @@ class Metrics:
 
     def model_loaded(self, model: str, version: str, provider: str, kind: str, method: str) -> None:
         self.model_info.labels(model, version, provider, kind, method).set(1)
+
+    def model_evaluated(self, model: str, version: str, card: Robustness | None) -> None:
+        """The evaluation card's figures of a loaded version (no series without a card)."""
+        if card is None:
+            return
+        eps, sanity = f"{float(card.eps):g}", "passed" if card.sanity_passed else "failed"
+        for inputs, value in (("clean", card.clean_acc), ("worst_case", card.worst_case_acc)):
+            self.evaluated_accuracy.labels(model, version, inputs, eps, sanity).set(value)
+        shares = {"detected": card.detected_share, "missed": card.missed, "false_positive": card.clean_fpr}
+        for share, value in shares.items():
+            if value is not None:
+                self.evaluated_router.labels(model, version, share).set(value)
 
     def set_ready(self, model: str, version: str, ready: bool) -> None:
         self.model_ready.labels(model, version).set(1 if ready else 0)

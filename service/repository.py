@@ -316,6 +316,7 @@ class ModelRepository:
         self.metrics.model_loaded(
             mv.name, mv.version, mv.model.provider, mv.artifact.kind, mv.artifact.method
         )
+        self.metrics.model_evaluated(mv.name, mv.version, mv.artifact.robustness)
         self.probe_metrics.register(mv.name, mv.version, measured=mv.probe_report is not None)
         mv.load_seconds = time.perf_counter() - t0
         mv.loaded_at = time.monotonic()

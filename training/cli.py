@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     from training.evaluation.cli import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    from training.export.attach import add_attach_parser
+
+    add_attach_parser(sub)
     from training.report import add_report_parser
 
     add_report_parser(sub)

@@ -10,6 +10,7 @@ Two model repositories are served, one per parameter:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,11 @@ class LiveService:
     model: str
     version: str
     kind: str  # "fixture" or "shipped"
+    repository: Path
+
+    @property
+    def version_dir(self) -> Path:
+        return self.repository / self.model / self.version
 
     @property
     def port(self) -> int:
@@ -74,4 +80,4 @@ def live_service(request, tmp_path_factory):
         repo, model = SHIPPED_REPOSITORY, (SHIPPED_MODEL, SHIPPED_VERSION)
     env = {"AWNET_PROVIDERS": "CPUExecutionProvider", "OMP_NUM_THREADS": "1"}
     with start_process(repo, env, log_path=log_dir / f"service-{request.param}.log") as server:
-        yield LiveService(server, *model, kind=request.param)
+        yield LiveService(server, *model, kind=request.param, repository=Path(repo))

@@ -88,6 +88,10 @@ def test_dashboard_shows_what_the_issue_asks_for():
     find(lambda p: any("awnet_refused_requests_total" in e and "reason" in e for e in exprs_of(p)),
          "refused requests by reason")
     find(lambda p: any("awnet_model_info" in e for e in exprs_of(p)), "model info / provider")
+    card = find(lambda p: any("awnet_router_evaluated_ratio" in e for e in exprs_of(p)),
+                "what the router was measured to catch, beside the rate it flags")
+    assert {s for e in exprs_of(card[0]) for s in ("detected", "missed", "false_positive") if f'"{s}"' in e} == \
+        {"detected", "missed", "false_positive"}
 
 
 def test_dashboard_promql_is_valid(tmp_path):

@@ -9,6 +9,7 @@ the router-score histogram and a non-zero adversarial-input rate.
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -173,3 +174,11 @@ def test_prometheus_scrapes_router_scores_and_adversarial_rate(live_service, pro
                    "awnet_queue_duration_seconds_count", "awnet_model_info", "awnet_model_ready"):
         assert prometheus.query(f"{series}{{{sel}}}"), f"no {series} series for {model} in Prometheus"
     assert prometheus.value(f"sum(awnet_model_ready{{{sel}}})") == 1
+
+    # 7. what the evaluation card measured, beside the flagged rate, for both models
+    card = json.loads((live_service.version_dir / "manifest.json").read_text())["evaluation"]["robustness"]
+    for share, key in (("detected", "detected_share"), ("missed", "missed"), ("false_positive", "clean_fpr")):
+        got = prometheus.value(f'max(awnet_router_evaluated_ratio{{{sel}, share="{share}"}})')
+        assert got == pytest.approx(card[key]), (share, got, card[key])
+    worst = prometheus.value(f'max(awnet_model_evaluated_accuracy{{{sel}, inputs="worst_case"}})')
+    assert worst == pytest.approx(card["worst_case_acc"])

@@ -53,6 +53,10 @@ def test_valid_artifact(tmp_path):
     (lambda m: m["onnx"].update(file="missing.onnx"), "missing.onnx: file not found"),
     (lambda m: m["onnx"].update(sha256="0" * 64), "sha256 mismatch"),
     (lambda m: m["onnx"].update(sha256="xyz"), "onnx.sha256 must be 64 hex digits"),
+    (lambda m: m["evaluation"]["robustness"].update(missed=14.0), "evaluation.robustness.missed must be a number in [0, 1]"),
+    (lambda m: m["evaluation"]["robustness"].pop("worst_case_acc"), "evaluation.robustness: "),
+    (lambda m: m["evaluation"].update(robustness=[]), "evaluation.robustness must be an object"),
+    (lambda m: m.update(evaluation="good"), "evaluation must be an object"),
 ])
 def test_manifest_errors_name_the_file_and_problem(tmp_path, edit, fragment):
     folder = _write(tmp_path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support.fake_model import FAKE_MODEL
+from tests.support.fake_model import FAKE_MODEL, FAKE_ROBUSTNESS
 from tests.support.images import noisy_image, smooth_image, to_png
 from tests.support.monitoring import contract_families
 from tests.support.servers import app_client
@@ -33,7 +33,7 @@ def test_contract_metric_names_types_and_buckets(client):
     text = metrics_text(client)
     families = {f.name: f for f in text_string_to_metric_families(text)}
     contract = contract_families()
-    assert len(contract) == 18, contract  # 12 + the 6 awnet_probe_* of docs/lifecycle.md
+    assert len(contract) == 20, contract  # 14 + the 6 awnet_probe_* of docs/lifecycle.md
     for name, kind in contract.items():
         assert name in families, name
         assert families[name].type == kind, name
@@ -56,6 +56,18 @@ def test_contract_metric_names_types_and_buckets(client):
     # series exist at zero from the start, so that rates are defined
     for verdict in ("clean", "adversarial"):
         assert ("awnet_inputs_total", frozenset({**LABELS, "verdict": verdict}.items())) in samples
+
+
+def test_evaluation_card_figures_are_gauges(client):
+    """The manifest's evaluation.robustness, as exported; a version without a card has no series."""
+    samples = scrape(client)
+    card = FAKE_ROBUSTNESS
+    acc = {**LABELS, "eps": "0.3", "sanity": "passed"}
+    assert metric(samples, "awnet_model_evaluated_accuracy", inputs="clean", **acc) == card.clean_acc
+    assert metric(samples, "awnet_model_evaluated_accuracy", inputs="worst_case", **acc) == card.worst_case_acc
+    assert metric(samples, "awnet_router_evaluated_ratio", share="detected", **LABELS) == card.detected_share
+    assert metric(samples, "awnet_router_evaluated_ratio", share="missed", **LABELS) == card.missed
+    assert metric(samples, "awnet_router_evaluated_ratio", share="false_positive", **LABELS) == card.clean_fpr
 
 
 def test_metrics_move_with_requests(client):

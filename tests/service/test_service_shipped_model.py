@@ -16,7 +16,7 @@ import pytest
 from tests.support.images import smooth_image, to_png
 from tests.support.paths import SHIPPED_MODEL, SHIPPED_VERSION_DIR
 from tests.support.servers import app_client, start_process, start_server
-from tests.support.v2client import post_tensors
+from tests.support.v2client import metric, post_tensors, scrape
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,20 @@ def test_shipped_model_is_ready_with_its_manifest(client, manifest):
     router = manifest.get("router")
     if router is not None:
         assert listed[SHIPPED_MODEL]["threshold"] == pytest.approx(router["threshold"])
+
+
+def test_shipped_model_exports_its_evaluation_card_as_gauges(client, manifest):
+    """What `evaluate` measured reaches Prometheus, so the dashboard can set the flagged rate
+    against the share of fooled inputs the router was found to catch."""
+    card = manifest["evaluation"]["robustness"]
+    samples = scrape(client)
+    labels = {"model": SHIPPED_MODEL, "version": SHIPPED_VERSION_DIR.name}
+    acc = {**labels, "eps": f"{card['eps']:g}", "sanity": "passed" if card["sanity_passed"] else "failed"}
+    assert metric(samples, "awnet_model_evaluated_accuracy", inputs="clean", **acc) == pytest.approx(card["clean_acc"])
+    assert metric(samples, "awnet_model_evaluated_accuracy", inputs="worst_case", **acc) == pytest.approx(
+        card["worst_case_acc"])
+    for share, key in (("detected", "detected_share"), ("missed", "missed"), ("false_positive", "clean_fpr")):
+        assert metric(samples, "awnet_router_evaluated_ratio", share=share, **labels) == pytest.approx(card[key])
 
 
 def test_shipped_model_v2_infer(client, manifest):

@@ -27,9 +27,24 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from artifact_contract import MODEL_INPUTS, MODEL_OUTPUTS, InputSpec, Manifest, OnnxSpec, io_shapes
+from artifact_contract import (
+    MODEL_INPUTS,
+    MODEL_OUTPUTS,
+    ROBUSTNESS_KEY,
+    InputSpec,
+    Manifest,
+    OnnxSpec,
+    Robustness,
+    io_shapes,
+)
 
 FAKE_MODEL = "awnet-fake"
+# The evaluation card summary the fake versions carry (a version with a router also has its shares).
+FAKE_ROBUSTNESS = Robustness(
+    card_format="awnet-serve-evaluation/1", split="test", samples=500, eps=0.3, budget="reproduce",
+    clean_acc=0.1, worst_case_acc=0.05, worst_case_wra=0.075, attacks={"pgd20": 0.1, "autoattack": 0.05},
+    sanity_passed=True, missed=0.2, detected_share=0.4, clean_fpr=0.01,
+)  # fmt: skip
 SHARPNESS = 60.0
 MAD_CENTER = 0.1
 SLOW_SIZE = 512
@@ -175,7 +190,10 @@ def make_manifest(
         router=None if threshold is None else {
             "threshold": threshold, "target_fpr": 0.01, "calibration_split": "val",
             "val_fpr": 0.01, "val_tpr": 0.97},
-        evaluation={"test": {"clean_acc": 0.1, "pgd_acc": 0.1}}, training={},
+        evaluation={"test": {"clean_acc": 0.1, "pgd_acc": 0.1}, ROBUSTNESS_KEY: (
+            FAKE_ROBUSTNESS if threshold is not None
+            else dataclasses.replace(FAKE_ROBUSTNESS, missed=None, detected_share=None, clean_fpr=None)
+        ).to_dict()}, training={},
         onnx=OnnxSpec.of_bytes(data, opset=OPSET, shapes=io_shapes(shape, num_classes)),
         code_revision="unknown",
     )  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from artifact_contract import Robustness
 from models import create_model
 from tests.support.paths import SHIPPED_CHECKPOINT as SHIPPED_CKPT
 from tests.support.paths import SHIPPED_VERSION_DIR as SHIPPED_DIR
@@ -17,6 +18,7 @@ from training.evaluation import library
 from training.evaluation.cli import SANITY_FAILED
 from training.evaluation.command import evaluate_target, failed_checks, markdown_table
 from training.evaluation.target import Target, load_target
+from training.export.exporter import card_summary
 
 EPS = 0.3
 
@@ -111,6 +113,9 @@ def test_masking_checks_fire_on_a_masked_model(tmp_path) -> None:
     assert "eps = 1 gives 0 %" in failed
     assert "black-box attack not stronger than white-box" in failed
     assert "FAIL" in markdown_table(card)
+    summary = Robustness.from_dict(card_summary(card))  # what the manifest would carry
+    assert not summary.sanity_passed and not summary.has_router
+    assert summary.worst_case_acc == card["worst_case"]["acc"]
 
 
 def test_cli_exits_3_on_failed_checks_and_writes_the_card(tmp_path, monkeypatch) -> None:
@@ -139,6 +144,8 @@ def test_shipped_model_full_suite_quick_budget(tmp_path) -> None:
     assert all("router" in r for r in card["attacks"])
     assert 0.0 <= card["worst_case"]["missed"] <= 1.0
     assert card["worst_case"]["acc"] <= min(r["acc"] for r in card["attacks"])
+    summary = Robustness.from_dict(card_summary(card))  # the manifest's block, as the service reads it
+    assert summary.missed == card["worst_case"]["missed"] and summary.clean_fpr == card["clean"]["router_fpr"]
 
 
 def _router_target(masked: bool) -> Target:

@@ -13,7 +13,16 @@ from typing import Any
 
 import torch
 
-from artifact_contract import NAME_RE, ONNX_FILE, VERSION_RE, InputSpec, Manifest, OnnxSpec
+from artifact_contract import (
+    NAME_RE,
+    ONNX_FILE,
+    ROBUSTNESS_KEY,
+    VERSION_RE,
+    InputSpec,
+    Manifest,
+    OnnxSpec,
+    Robustness,
+)
 from models import is_awnet
 from training.attacks import PGD
 from training.checkpoint import code_revision, load_model
@@ -189,7 +198,7 @@ def export_checkpoint(
                 + (f", adversarial flagged {probes['adversarial']['flagged']:.3f}"
                    if probes["adversarial"].get("flagged") is not None else ""))  # fmt: skip
         if card is not None:
-            evaluation["robustness"] = card_summary(card)
+            evaluation[ROBUSTNESS_KEY] = card_summary(card)
             log(f"evaluation card: worst case {card['worst_case']['acc']:.4f} over {len(card['attacks'])} attacks")
         manifest = Manifest(
             name=name,
@@ -274,23 +283,25 @@ def _load_card(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
 
 
 def card_summary(card: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest keeps of an evaluation card: the worst case, the router's missed
-    share, and each attack's accuracy, so ``/v1/models`` says what the model withstands."""
+    """What the manifest keeps of an evaluation card (``artifact_contract.Robustness``): the
+    worst case, the router's missed share, and each attack's accuracy, so ``/v1/models`` says
+    what the model withstands and the service can export it as gauges."""
     w = card["worst_case"]
-    keep = {
-        "card_format": card["format"],
-        "split": card["settings"]["split"],
-        "samples": card["settings"]["n"],
-        "eps": card["settings"]["eps"],
-        "budget": card["settings"]["budget"],
-        "clean_acc": card["clean"]["acc"],
-        "worst_case_acc": w["acc"],
-        "worst_case_wra": w["wra"],
-        "attacks": {a["name"]: round(a["acc"], 4) for a in card["attacks"]},
-        "sanity_passed": all(c["passed"] for c in card.get("sanity", [])),
-    }
+    router = {}
     if "missed" in w:
-        keep.update(missed=w["missed"], detected_share=w["detected_share"], clean_fpr=card["clean"].get("router_fpr"))
-    if card.get("worst_case_adaptive"):
-        keep["worst_case_adaptive_acc"] = card["worst_case_adaptive"]["acc"]
-    return keep
+        router = dict(missed=w["missed"], detected_share=w["detected_share"], clean_fpr=card["clean"].get("router_fpr"))
+    adaptive = card.get("worst_case_adaptive")
+    return Robustness(
+        card_format=card["format"],
+        split=card["settings"]["split"],
+        samples=card["settings"]["n"],
+        eps=card["settings"]["eps"],
+        budget=card["settings"]["budget"],
+        clean_acc=card["clean"]["acc"],
+        worst_case_acc=w["acc"],
+        worst_case_wra=w["wra"],
+        attacks={a["name"]: round(a["acc"], 4) for a in card["attacks"]},
+        sanity_passed=all(c["passed"] for c in card.get("sanity", [])),
+        worst_case_adaptive_acc=adaptive["acc"] if adaptive else None,
+        **router,
+    ).validate().to_dict()
