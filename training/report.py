@@ -185,7 +185,41 @@ def verdict(models: dict[str, list[dict[str, Any]]]) -> str:
     if clean_std is not None:
         text += (f" Its clean accuracy {clean_aw:.1%} against the standard model's {clean_std:.1%}: within "
                  f"{CLEAN_SLACK * 100:.0f} point is **{'met' if clean_ok else 'not met'}**.")  # fmt: skip
+    paired = [paired_difference(models[best_aw], models[best_static], "wra", f"{best_aw} - {best_static}, WRA",
+                                WRA_GOAL)]  # fmt: skip
+    if standards:
+        paired.append(paired_difference(models[best_aw], max(standards, key=len), "clean",
+                                        f"{best_aw} - standard, clean accuracy", -CLEAN_SLACK))  # fmt: skip
+    paired = [p for p in paired if p]
+    if paired:
+        text += " Paired by seed (95 % t-interval): " + "; ".join(p for p, _ in paired) + "."
+        if any(where == "below" for _, where in paired):
+            text += " **The seeds exclude the goal** (an interval lies wholly on the wrong side of it)."
+        elif len(paired) == 2 and all(where == "above" for _, where in paired):
+            text += " **The seeds show the goal met** (both intervals lie on its side)."
+        else:
+            text += " More seeds are needed to decide."
     return text
+
+
+def paired_difference(
+    a: list[dict[str, Any]], b: list[dict[str, Any]], key: str, what: str, goal: float
+) -> tuple[str, str] | None:
+    """``a - b`` over the seeds both have, with its 95 % t-interval and where the goal lies
+    (a seed's models share its data order and initial draw, so the difference varies less
+    than either model does), and "above", "below" or "inside"; None below two common seeds."""
+    from scipy import stats
+
+    by_seed = {r["seed"]: r[key] for r in b}
+    diffs = [r[key] - by_seed[r["seed"]] for r in a if r["seed"] in by_seed]
+    if len(diffs) < 2:
+        return None
+    mean, sd = _ms(diffs)
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * sd / len(diffs) ** 0.5
+    lo, hi = mean - half, mean + half
+    where = "above" if lo > goal else "below" if hi < goal else "inside"
+    return (f"{what} {mean * 100:+.1f} points [{lo * 100:+.1f}, {hi * 100:+.1f}] over {len(diffs)} seeds, "
+            f"the goal's {goal * 100:+.0f} {where} it"), where
 
 
 def plot_tradeoff(setting: str, models: dict[str, list[dict[str, Any]]], path: Path) -> Path:
