@@ -12,6 +12,7 @@ workers, and each gauge declares how its workers' values combine (``multiprocess
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -117,6 +118,7 @@ class Metrics:
         r = self.registry
         self._series: dict[tuple[str, str], ModelSeries] = {}
         self._request_series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._evaluated: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         # What /metrics shows: this registry, or every worker's files in multiprocess mode
         # (prometheus_client's process_* and python_* series describe one process only, so
         # that mode leaves them out, as prometheus_client's documentation says).
@@ -212,16 +214,25 @@ class Metrics:
         self.model_info.labels(model, version, provider, kind, method).set(1)
 
     def model_evaluated(self, model: str, version: str, card: Robustness | None) -> None:
-        """The evaluation card's figures of a loaded version (no series without a card)."""
+        """The evaluation card's figures of a loaded version (no series without a card). A
+        version reloaded with another card (``attach-card``) drops the old card's series."""
+        for gauge, labels in self._evaluated.pop((model, version), ()):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
         if card is None:
             return
         eps, sanity = f"{float(card.eps):g}", "passed" if card.sanity_passed else "failed"
-        for inputs, value in (("clean", card.clean_acc), ("worst_case", card.worst_case_acc)):
-            self.evaluated_accuracy.labels(model, version, inputs, eps, sanity).set(value)
-        shares = {"detected": card.detected_share, "missed": card.missed, "false_positive": card.clean_fpr}
-        for share, value in shares.items():
+        values: list[tuple[Gauge, tuple[str, ...], float | None]] = [
+            (self.evaluated_accuracy, (model, version, "clean", eps, sanity), card.clean_acc),
+            (self.evaluated_accuracy, (model, version, "worst_case", eps, sanity), card.worst_case_acc),
+            (self.evaluated_router, (model, version, "detected"), card.detected_share),
+            (self.evaluated_router, (model, version, "missed"), card.missed),
+            (self.evaluated_router, (model, version, "false_positive"), card.clean_fpr),
+        ]
+        self._evaluated[(model, version)] = [(g, labels) for g, labels, v in values if v is not None]
+        for gauge, labels, value in values:
             if value is not None:
-                self.evaluated_router.labels(model, version, share).set(value)
+                gauge.labels(*labels).set(value)
 
     def set_ready(self, model: str, version: str, ready: bool) -> None:
         self.model_ready.labels(model, version).set(1 if ready else 0)

@@ -106,3 +106,17 @@ def test_unlabelled_requests(client):
                   status="404", model="", version="") == 1
     assert _delta(before, after, "awnet_requests_total", endpoint="/metrics", status="200",
                   model="", version="") == 1
+
+
+def test_a_new_card_replaces_the_old_cards_series():
+    """attach-card then a reload: the old card's labels (here its sanity verdict) do not linger."""
+    import dataclasses
+
+    from service.metrics import Metrics
+
+    m = Metrics()
+    m.model_evaluated("m", "1", dataclasses.replace(FAKE_ROBUSTNESS, sanity_passed=False))
+    m.model_evaluated("m", "1", dataclasses.replace(FAKE_ROBUSTNESS, detected_share=None, missed=None, clean_fpr=None))
+    text = m.render().decode()
+    assert 'sanity="failed"' not in text and 'sanity="passed"' in text
+    assert 'share="detected"' not in text
