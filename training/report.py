@@ -205,9 +205,10 @@ def verdict(models: dict[str, list[dict[str, Any]]]) -> str:
 def paired_difference(
     a: list[dict[str, Any]], b: list[dict[str, Any]], key: str, what: str, goal: float
 ) -> tuple[str, str] | None:
-    """``a - b`` over the seeds both have, with its 95 % t-interval and where the goal lies
-    (a seed's models share its data order and initial draw, so the difference varies less
-    than either model does), and "above", "below" or "inside"; None below two common seeds."""
+    """``a - b`` over the seeds both have, with its 95 % t-interval (a seed's models share its
+    data order and initial draw, so the difference varies less than either model does), and
+    where that interval lies against ``goal``: "above", "below" or "inside"; None below two
+    common seeds."""
     from scipy import stats
 
     by_seed = {r["seed"]: r[key] for r in b}
@@ -218,8 +219,9 @@ def paired_difference(
     half = float(stats.t.ppf(0.975, len(diffs) - 1)) * sd / len(diffs) ** 0.5
     lo, hi = mean - half, mean + half
     where = "above" if lo > goal else "below" if hi < goal else "inside"
+    say = {"above": "wholly above", "below": "wholly below", "inside": "spanning"}[where]
     return (f"{what} {mean * 100:+.1f} points [{lo * 100:+.1f}, {hi * 100:+.1f}] over {len(diffs)} seeds, "
-            f"the goal's {goal * 100:+.0f} {where} it"), where
+            f"{say} the goal's {goal * 100:+.0f}"), where
 
 
 def plot_tradeoff(setting: str, models: dict[str, list[dict[str, Any]]], path: Path) -> Path:

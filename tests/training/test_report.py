@@ -83,12 +83,12 @@ def _three_seeds(res: Path, awnet: list[tuple[float, float]]) -> str:
 def test_the_verdict_pairs_seeds_and_says_whether_they_decide_the_goal(tmp_path: Path) -> None:
     # clean 4 points under the standard model on every seed: the clean half excludes the goal
     v = _three_seeds(tmp_path / "a", [(0.94, 0.80), (0.93, 0.82), (0.92, 0.84)])
-    assert "awnet - standard, clean accuracy -4.0 points [-4.0, -4.0] over 3 seeds, the goal's -1 below it" in v
+    assert "awnet - standard, clean accuracy -4.0 points [-4.0, -4.0] over 3 seeds, wholly below the goal's -1" in v
     assert "**The seeds exclude the goal**" in v
     # 0.5 points under standard and 6 WRA points over PGD-AT on every seed, give or take 1: met
     v = _three_seeds(tmp_path / "b", [(0.975, 0.80), (0.965, 0.80), (0.955, 0.86)])
-    assert "the goal's +2 above it" in v and "the goal's -1 above it" in v
+    assert "wholly above the goal's +2" in v and "wholly above the goal's -1" in v
     assert "**The seeds show the goal met**" in v
     # a WRA gain that swings around +2 from seed to seed: undecided
     v = _three_seeds(tmp_path / "c", [(0.975, 0.66), (0.965, 0.84), (0.955, 0.74)])
-    assert "the goal's +2 inside it" in v and "More seeds are needed to decide." in v
+    assert "spanning the goal's +2" in v and "More seeds are needed to decide." in v
