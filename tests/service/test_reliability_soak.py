@@ -92,6 +92,11 @@ def test_soak_at_70_percent_of_saturation_loses_nothing(shipped_repository, tmp_
         rss_start = rss_mib(pid)
         soak = wrk(server.url, body, SOAK_SECONDS, delay, connections)
         rss_end = rss_mib(pid)
+        # Saturation once more, warm: the first probes run straight after start-up and have been
+        # seen 5 % under what the paced soak then sustained (1,741 vs 1,654 req/s at p50 16 vs 7 ms).
+        again = wrk(server.url, body, 4, 0.0, connections)
+        assert again["failed"] == 0, again
+        saturation = max([*probes, again], key=lambda p: p["rate"])
         samples = scrape(server.url)
         logs = server.logs()
     # (the readiness polls of start-up, 503 while loading, are not requests of the load)
@@ -101,7 +106,7 @@ def test_soak_at_70_percent_of_saturation_loses_nothing(shipped_repository, tmp_
     closed = metric(samples, "awnet_requests_total", model=MODEL, status="499")
     ok = metric(samples, "awnet_requests_total", model=MODEL, status="200")
     growth = (rss_end - rss_start) / rss_start
-    print(f"\nsaturation {saturation['rate']:.0f} req/s ({saturation['connections']} connections, best of 8/16/32, p50 "
+    print(f"\nsaturation {saturation['rate']:.0f} req/s ({saturation['connections']} connections, best of 8/16/32 and a warm re-run, p50 "
           f"{saturation['p50_ms']:.2f} ms, p99 {saturation['p99_ms']:.2f} ms); soak "
           f"{SOAK_SECONDS:.0f} s at {soak['rate']:.0f} req/s = "
           f"{soak['rate'] / saturation['rate']:.0%} of saturation ({connections} connections, "
