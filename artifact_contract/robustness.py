@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from artifact_contract.manifest import ArtifactError, _Block, _number
+from artifact_contract.manifest import ArtifactError, _Block, _number, _positive_int
 
 ROBUSTNESS_KEY = "robustness"  # under the manifest's ``evaluation`` block
 _SHARES = ("clean_acc", "worst_case_acc", "worst_case_wra", "missed", "detected_share", "clean_fpr",
@@ -60,7 +60,7 @@ class Robustness(_Block):
                 raise ArtifactError(f"{where}: evaluation.robustness.{name} must be a number in [0, 1], got {value!r}")
         if not (_number(self.eps) and float(self.eps) > 0):
             raise ArtifactError(f"{where}: evaluation.robustness.eps must be a positive number, got {self.eps!r}")
-        if not (isinstance(self.samples, int) and not isinstance(self.samples, bool) and self.samples > 0):
+        if not _positive_int(self.samples):
             raise ArtifactError(f"{where}: evaluation.robustness.samples must be a positive integer")
         if not isinstance(self.sanity_passed, bool):
             raise ArtifactError(f"{where}: evaluation.robustness.sanity_passed must be true or false")

@@ -17,8 +17,8 @@ from typing import Any
 
 from artifact_contract import ROBUSTNESS_KEY, Manifest
 from training.evaluation.command import write_card
-from training.evaluation.target import load_target, weights_fingerprint
-from training.export.exporter import card_summary
+from training.evaluation.target import load_target
+from training.export.exporter import card_summary, load_card
 
 
 def attach_card(version_dir: str | Path, card_path: str | Path) -> Manifest:
@@ -26,13 +26,8 @@ def attach_card(version_dir: str | Path, card_path: str | Path) -> Manifest:
     manifest and beside it. Raises ``ValueError`` when the card evaluates other weights."""
     version_dir, card_path = Path(version_dir), Path(card_path)
     manifest = Manifest.load(version_dir)
-    card: dict[str, Any] = json.loads(card_path.read_text())
-    expected = weights_fingerprint(load_target(version_dir).model)
-    if card.get("model", {}).get("weights_sha256") != expected:
-        raise ValueError(
-            f"{card_path} evaluates other weights than {version_dir} (evaluate the folder itself: "
-            f"`python -m training evaluate {version_dir} --out DIR`)"
-        )
+    card = load_card(card_path, load_target(version_dir).model,
+                     f"{version_dir} (evaluate the folder itself: `python -m training evaluate {version_dir} --out DIR`)")
     manifest.evaluation = {**(manifest.evaluation or {}), ROBUSTNESS_KEY: card_summary(card)}
     manifest.write(version_dir)
     write_card(card, version_dir)

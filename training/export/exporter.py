@@ -102,7 +102,7 @@ def export_checkpoint(
             "figures come from masked gradients. Export best.pt instead, or pass --force (the manifest then "
             "records the alarm)"
         )
-    card = _load_card(evaluation_card, model) if evaluation_card else None
+    card = load_card(evaluation_card, model) if evaluation_card else None
     cfg = TrainConfig.from_dict(ckpt["config"])
     awnet = is_awnet(model)
     kind = "static" if (static or not awnet) else "awnet"
@@ -272,13 +272,13 @@ class _StaticView(torch.nn.Module):
         return self.model(x, mix="clean") if self.awnet else self.model(x)
 
 
-def _load_card(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
+def load_card(path: str | Path, model: torch.nn.Module, whose: str = "the checkpoint being exported") -> dict[str, Any]:
     """An evaluation card (``python -m training evaluate``) of exactly these weights."""
     from training.evaluation.target import weights_fingerprint
 
     card = json.loads(Path(path).read_text())
     if card.get("model", {}).get("weights_sha256") != weights_fingerprint(model):
-        raise ValueError(f"{path} evaluates other weights than the checkpoint being exported")
+        raise ValueError(f"{path} evaluates other weights than {whose}")
     return card
 
 
