@@ -220,8 +220,14 @@ def paired_difference(
     lo, hi = mean - half, mean + half
     where = "above" if lo > goal else "below" if hi < goal else "inside"
     say = {"above": "wholly above", "below": "wholly below", "inside": "spanning"}[where]
-    return (f"{what} {mean * 100:+.1f} points [{lo * 100:+.1f}, {hi * 100:+.1f}] over {len(diffs)} seeds, "
+    return (f"{what} {mean * 100:+.1f} points [{_end(lo, goal)}, {_end(hi, goal)}] over {len(diffs)} seeds, "
             f"{say} the goal's {goal * 100:+.0f}"), where
+
+
+def _end(value: float, goal: float) -> str:
+    """An interval end in points, with a second decimal where one would print it equal to the
+    goal (an end of 1.96 is below +2, and "[-2.4, +2.0] wholly below +2" reads as a contradiction)."""
+    return f"{value * 100:+.2f}" if f"{value * 100:+.1f}" == f"{goal * 100:+.1f}" else f"{value * 100:+.1f}"
 
 
 def plot_tradeoff(setting: str, models: dict[str, list[dict[str, Any]]], path: Path) -> Path:

@@ -92,3 +92,10 @@ def test_the_verdict_pairs_seeds_and_says_whether_they_decide_the_goal(tmp_path:
     # a WRA gain that swings around +2 from seed to seed: undecided
     v = _three_seeds(tmp_path / "c", [(0.975, 0.66), (0.965, 0.84), (0.955, 0.74)])
     assert "spanning the goal's +2" in v and "More seeds are needed to decide." in v
+
+
+def test_an_interval_end_that_rounds_to_the_goal_keeps_a_second_decimal() -> None:
+    from training.report import _end
+
+    assert _end(0.01996, 0.02) == "+2.00" and _end(0.0196, 0.02) == "+1.96"  # not "+2.0" against "+2"
+    assert _end(0.031, 0.02) == "+3.1" and _end(-0.0104, -0.01) == "-1.04"
