@@ -176,6 +176,11 @@ DATASETS: dict[str, DatasetInfo] = {
         _dataset("mnist5k", 1, (28, 28), DIGITS, (0.1307,), (0.3081,), eps=0.3),
         _dataset("cifar10", 3, (32, 32), CIFAR10_CLASSES,
                  (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), eps=8 / 255),
+        # The JPEG copy of CIFAR-10 (training/data/cifar10_jpeg.py) and its embedded 2,000:
+        # CIFAR-10's facts, so that a model of either serves CIFAR-10-like photos alike.
+        *(_dataset(name, 3, (32, 32), CIFAR10_CLASSES,
+                   (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), eps=8 / 255)
+          for name in ("cifar10-jpeg", "cifar10-jpeg2k")),
         _dataset("cifar100", 3, (32, 32), CIFAR100_CLASSES,
                  (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), eps=8 / 255),
         _dataset("svhn", 3, (32, 32), DIGITS,

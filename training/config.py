@@ -196,9 +196,13 @@ def _at_default(cfg: TrainConfig, name: str) -> bool:
 
 
 def _dataset_source(cfg: TrainConfig) -> str:
-    from training.data.info import dataset_source  # lazy: the data package imports torch
+    return _dataset_name(cfg).source
 
-    return dataset_source(cfg.dataset)
+
+def _dataset_name(cfg: TrainConfig):
+    from training.data.info import parse_dataset_name  # lazy: the data package imports torch
+
+    return parse_dataset_name(cfg.dataset)
 
 
 @dataclass(frozen=True)
@@ -243,9 +247,9 @@ OPTION_RULES: tuple[OptionRule, ...] = (
     OptionRule(("download",), "a torchvision dataset (--dataset cifar10, cifar100 or svhn)",
                lambda c: _dataset_source(c) == "torchvision"),
     OptionRule(("data_root",),
-               "--dataset cifar10, cifar100, svhn or tinyimagenet (mnist5k is embedded, "
-               "imagefolder:PATH names its own folder)",
-               lambda c: _dataset_source(c) in ("torchvision", "folder")),
+               "--dataset cifar10, cifar10-jpeg, cifar100, svhn or tinyimagenet (mnist5k and "
+               "cifar10-jpeg2k are embedded, imagefolder:PATH names its own folder)",
+               lambda c: _dataset_source(c) in ("torchvision", "folder", "archive")),
     OptionRule(("val_attack_steps", "val_apgdt_targets", "val_square_every"),
                "a method that trains on adversarial examples (a standard model is validated and selected on clean accuracy)",
                lambda c: c.method in ADVERSARIAL_METHODS),
@@ -258,7 +262,7 @@ OPTION_RULES: tuple[OptionRule, ...] = (
                lambda c: c.method in ADVERSARIAL_METHODS
                and (c.val_attack_steps > 0 or c.val_apgdt_targets > 0 or c.val_square_every > 0)),
     OptionRule(("augment",), "a dataset other than mnist5k (the embedded digits are never augmented)",
-               lambda c: _dataset_source(c) != "embedded"),
+               lambda c: _dataset_name(c).augmentable),
 )  # fmt: skip
 
 #: Options that act in every run; with OPTION_RULES they cover every TrainConfig field.

@@ -4,6 +4,7 @@ eps 1, a checkpoint and its export give the same figures, and the masking checks
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,7 +126,7 @@ def test_cli_exits_3_on_failed_checks_and_writes_the_card(tmp_path, monkeypatch)
     model = _masked_model()
     fake = Target(model=model, source="checkpoint", path=tmp_path, arch="smallcnn", method="standard",
                   dataset="mnist5k", data_root=None, eps=EPS, awnet=False)  # fmt: skip
-    monkeypatch.setattr(command, "load_target", lambda path: fake)
+    monkeypatch.setattr(command, "load_target", lambda path, **kw: fake)
     rc = main(["evaluate", "unused.pt", "--n", "32", "--budget", "quick", "--attacks", "pgd20", "square100",
                "--out", str(tmp_path / "card")])  # fmt: skip
     assert rc == SANITY_FAILED
@@ -182,3 +183,30 @@ def test_flag_masking_check_fires_only_on_a_masked_router(masked) -> None:
                            progress=False, log=lambda *_: None)  # fmt: skip
     check = next(c for c in card["sanity"] if c["name"].startswith("gradient-free attack"))
     assert check["passed"] is (not masked), check
+
+
+def _colour_checkpoint(tmp_path) -> Path:
+    """A fresh small CNN trained (nominally) on cifar10-jpeg, whose archive is not here."""
+    from models import create_model
+    from models.config import DATASETS
+    from tests.support.checkpoints import write_checkpoint
+    from training.config import TrainConfig
+
+    cfg = TrainConfig(method="pgd-at", model="smallcnn", dataset="cifar10-jpeg",
+                      data_root=str(tmp_path / "no-archive")).resolve(8 / 255, True)  # fmt: skip
+    model = create_model("smallcnn", input_config=DATASETS["cifar10-jpeg"].input_config)
+    return write_checkpoint(tmp_path / "colour.pt", model, "smallcnn", cfg.to_dict())
+
+
+def test_a_colour_model_is_evaluated_on_the_embedded_images_when_told(tmp_path) -> None:
+    from training.data import DatasetUnavailableError
+    from training.evaluation.command import evaluate_path
+
+    ckpt = _colour_checkpoint(tmp_path)
+    with pytest.raises(DatasetUnavailableError, match="cifar10-jpeg"):
+        load_target(ckpt).test_split(8)  # its own data: not on this machine
+    card = evaluate_path(ckpt, dataset="cifar10-jpeg2k", n=16, budget="quick", attacks=["fgsm"],
+                         sanity_checks=False, progress=False, log=lambda *_: None)  # fmt: skip
+    assert card["model"]["dataset"] == "cifar10-jpeg2k" and card["settings"]["n"] == 16
+    with pytest.raises(ValueError, match="not the model's"):
+        load_target(ckpt, dataset="mnist5k")

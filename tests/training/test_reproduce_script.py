@@ -79,3 +79,31 @@ def test_only_some_models_run_in_one_lane_and_report_without_a_wall_time(tmp_pat
     assert [m.name for m in out.iterdir() if m.is_dir()] == ["standard"]
     assert '"wall"' not in (out / "timings.jsonl").read_text()  # a partial run is not the reproduction's time
     assert "### mnist1k-eps0.3-w8" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
+    """A sitting stopped after epoch 1 of 2 (its .done never written): the next one goes on
+    from last.pt and records the epochs' own time, marked as resumed."""
+    extra = "--max-train-samples 128 --batch-size 64 --val-max-samples 16"
+    first = _run(tmp_path, timeout=300, ONLY="standard", EPOCHS_OVERRIDE="2", TRAIN_EXTRA=extra + " --stop-after 1")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run = tmp_path / "runs" / SEED_DIR / "standard"
+    (run / ".done").unlink()  # as if the sitting had been killed after its first epoch
+    (tmp_path / "results" / SEED_DIR / "standard" / "evaluation.json").unlink()
+    again = _run(tmp_path, timeout=300, ONLY="standard", EPOCHS_OVERRIDE="2", TRAIN_EXTRA=extra)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "train standard: resuming from last.pt" in again.stdout
+    epochs = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()
+              if json.loads(x).get("event") == "epoch"]  # fmt: skip
+    assert epochs == [1, 2]  # epoch 1 not trained twice
+    lines = [json.loads(x) for x in (tmp_path / "results" / SEED_DIR / "timings.jsonl").read_text().splitlines()]
+    resumed = [x for x in lines if x.get("resumed")]
+    assert len(resumed) == 1 and resumed[0]["step"] == "train" and resumed[0]["seconds"] >= 0
+
+
+def test_the_cifar10_setting_is_known_and_reads_the_archive_it_is_given(tmp_path: Path) -> None:
+    r = _run(tmp_path, timeout=60, SETTING="cifar10-jpeg15k", ONLY="standard", DATA_ROOT=str(tmp_path / "none"))
+    assert r.returncode != 0
+    assert "unknown SETTING" not in r.stderr
+    assert "cifar10-jpeg: neither cifar10-jpeg.tar.gz nor an extracted cifar10-jpeg/" in r.stdout + r.stderr

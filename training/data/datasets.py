@@ -7,6 +7,7 @@ import os
 from torch.utils.data import Dataset
 
 from .base import check_split
+from .cifar10_jpeg import load_cifar10_jpeg, load_cifar10_jpeg2k
 from .embedded import load_mnist5k
 from .imagefolder import imagefolder_info, load_imagefolder
 from .info import DatasetInfo, builtin_info, parse_dataset_name
@@ -54,6 +55,10 @@ def build_dataset(
       (default ``$AWNET_DATA_ROOT`` or ``~/.cache/awnet/datasets``), downloaded there only
       when ``download=True``. "val" = seeded stratified 10% of the official train set.
       ``augment``: random crop (4-pixel padding) + horizontal flip (no flip for svhn).
+    * ``cifar10-jpeg``: the 60,000 CIFAR-10 JPEG files from their ``.tar.gz`` or extracted
+      folder under ``root`` (checked, decoded once, cached); the ``cifar10`` splits.
+      ``cifar10-jpeg2k``: 2,000 of them embedded (900/100/1,000). See
+      :mod:`training.data.cifar10_jpeg`.
     * ``tinyimagenet``: Tiny-ImageNet-200's standard layout under ``root``, never
       downloaded; "test" is the official (labelled) val set. See
       :mod:`training.data.tinyimagenet`.
@@ -75,8 +80,14 @@ def build_dataset(
             channels=channels,
             full_train=ds.full_train,
         )
-    if ds.source == "embedded":
+    if ds.key == "mnist5k":
         return load_mnist5k(split, full_train=ds.full_train)
+    if ds.key == "cifar10-jpeg2k":
+        return load_cifar10_jpeg2k(split, augment=augment, full_train=ds.full_train)
+    if ds.source == "archive":
+        if download:
+            raise ValueError("cifar10-jpeg is never downloaded: drop download (--download)")
+        return load_cifar10_jpeg(split, root=root, augment=augment, full_train=ds.full_train)
     if ds.source == "folder":
         if download:
             raise ValueError("tinyimagenet is never downloaded: drop download (--download)")

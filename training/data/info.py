@@ -34,14 +34,17 @@ FULL_TRAIN_SUFFIX = "@full-train"
 
 #: Where each built-in dataset's images come from: decides its loader and which options act
 #: on it. Keyed like the facts table (checked below).
-_SOURCES = {"mnist5k": "embedded", "cifar10": "torchvision", "cifar100": "torchvision",
-            "svhn": "torchvision", "tinyimagenet": "folder"}  # fmt: skip
+_SOURCES = {"mnist5k": "embedded", "cifar10": "torchvision", "cifar10-jpeg": "archive",
+            "cifar10-jpeg2k": "embedded", "cifar100": "torchvision", "svhn": "torchvision",
+            "tinyimagenet": "folder"}  # fmt: skip
 if set(_SOURCES) != set(DATASETS):  # pragma: no cover - a dataset added to one table only
     raise RuntimeError(
         f"training/data/info.py sources {sorted(_SOURCES)} != models.config.DATASETS"
     )
 #: Sources whose training split is augmented (random crop + flip) unless --no-augment.
-_AUGMENTED_BY_DEFAULT = ("torchvision", "folder")
+_AUGMENTED_BY_DEFAULT = ("torchvision", "folder", "archive")
+#: Embedded datasets of natural images: augmented like their full versions (the digits never).
+_AUGMENTED_EMBEDDED = ("cifar10-jpeg2k",)
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -51,7 +54,8 @@ class DatasetUnavailableError(RuntimeError):
 @dataclass(frozen=True)
 class DatasetName:
     """A dataset name taken apart: ``key`` (a built-in name, lower-case, or ``imagefolder:PATH``),
-    ``source`` (``"embedded"``, ``"torchvision"``, ``"folder"`` or ``"imagefolder"``),
+    ``source`` (``"embedded"``, ``"torchvision"``, ``"archive"``, ``"folder"`` or
+    ``"imagefolder"``),
     ``folder`` (PATH for ``imagefolder:PATH``, else None) and ``full_train`` (the suffix)."""
 
     key: str
@@ -63,7 +67,12 @@ class DatasetName:
     def augmented_by_default(self) -> bool:
         """Whether training augments this dataset unless told otherwise (not the digits,
         not an ``imagefolder:`` tree, whose content is unknown)."""
-        return self.source in _AUGMENTED_BY_DEFAULT
+        return self.source in _AUGMENTED_BY_DEFAULT or self.key in _AUGMENTED_EMBEDDED
+
+    @property
+    def augmentable(self) -> bool:
+        """Whether ``--augment`` may be given (every dataset but the embedded digits)."""
+        return self.key != "mnist5k"
 
 
 def list_datasets() -> list[str]:
@@ -96,9 +105,10 @@ def parse_dataset_name(name: str) -> DatasetName:
 
 
 def dataset_source(name: str) -> str:
-    """Where ``name``'s images come from, without reading them: ``"embedded"`` (mnist5k),
-    ``"torchvision"`` (cifar10/100, svhn), ``"folder"`` (tinyimagenet, read from a root) or
-    ``"imagefolder"`` (``imagefolder:PATH``). ValueError for unknown names."""
+    """Where ``name``'s images come from, without reading them: ``"embedded"`` (mnist5k,
+    cifar10-jpeg2k), ``"torchvision"`` (cifar10/100, svhn), ``"archive"`` (cifar10-jpeg, its
+    .tar.gz or extracted folder under a root), ``"folder"`` (tinyimagenet, read from a root)
+    or ``"imagefolder"`` (``imagefolder:PATH``). ValueError for unknown names."""
     return parse_dataset_name(name).source
 
 

@@ -29,6 +29,10 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attacks", nargs="+", default=None, help="only these attacks of the suite (names as in the card)")
     p.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS),
                    help="router-evasion weights (AW-Net)")
+    p.add_argument("--dataset", default=None,
+                   help="evaluate on this dataset's test split instead of the training one (same classes and "
+                        "input shape), e.g. cifar10-jpeg2k, embedded, for a cifar10-jpeg model without the archive")
+    p.add_argument("--data-root", default=None, help="where that dataset (or the training one) is read from")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
     p.add_argument("--allow-failed-checks", action="store_true",
@@ -40,7 +44,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluation.command import evaluate_path, failed_checks, markdown_table
 
     card = evaluate_path(
-        args.path, out=args.out, n=args.n or None, eps=args.eps, seed=args.seed, budget=args.budget,
+        args.path, out=args.out, dataset=args.dataset, data_root=args.data_root, n=args.n or None, eps=args.eps, seed=args.seed, budget=args.budget,
         attacks=args.attacks, lambdas=args.lambdas, sanity_checks=not args.no_sanity, batch=args.batch_size,
     )  # fmt: skip
     print(markdown_table(card))

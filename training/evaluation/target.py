@@ -109,21 +109,47 @@ def manifest_threshold(manifest: dict[str, Any]) -> float | None:
     return None if thr is None else float(thr)
 
 
-def load_target(path: str | Path, device: str = "cpu") -> Target:
-    """A checkpoint (``*.pt``) or a model version folder (``manifest.json`` + ``model.onnx``)."""
+def load_target(
+    path: str | Path, device: str = "cpu", dataset: str | None = None, data_root: str | None = None
+) -> Target:
+    """A checkpoint (``*.pt``) or a model version folder (``manifest.json`` + ``model.onnx``).
+
+    ``dataset``/``data_root`` replace the ones the model was trained on (its splits are then
+    read from there), e.g. ``cifar10-jpeg2k``, the embedded test images of a
+    ``cifar10-jpeg`` model, on a machine without the archive; the classes and input shape
+    must be the model's."""
     p = Path(path)
     if p.is_dir() or p.name == MANIFEST_FILE:
-        return _load_export(p if p.is_dir() else p.parent, device)
+        return _load_export(p if p.is_dir() else p.parent, device, dataset, data_root)
     if not p.exists():
         raise FileNotFoundError(f"no checkpoint or model folder at {p}")
     model, ckpt = load_model(p, device)
     cfg = ckpt["config"]
+    dataset, data_root = _data_of(model, cfg["dataset"], cfg.get("data_root"), dataset, data_root)
     return Target(
         model=model, source="checkpoint", path=p, arch=ckpt["model_name"], method=method_label(cfg),
-        dataset=cfg["dataset"], data_root=cfg.get("data_root"), eps=training_eps(cfg),
+        dataset=dataset, data_root=data_root, eps=training_eps(cfg),
         awnet=is_awnet(model), training=dict(cfg),
         extra={"masking_alarm": ckpt.get("masking_alarm")},
     )  # fmt: skip
+
+
+def _data_of(
+    model: nn.Module, trained: str, trained_root: str | None, dataset: str | None, root: str | None
+) -> tuple[str, str | None]:
+    """The dataset and root to evaluate on: the training ones unless replaced by a dataset
+    with the same classes and input shape (ValueError otherwise)."""
+    if dataset is None:
+        return trained, root if root is not None else trained_root
+    from training.data import get_dataset_info
+
+    ic, theirs = unwrap(model).input_config, get_dataset_info(dataset).input_config
+    if (theirs.class_names, theirs.channels, theirs.size) != (ic.class_names, ic.channels, ic.size):
+        raise ValueError(
+            f"--dataset {dataset}: its classes or input shape ({theirs.channels}x{theirs.size}) are "
+            f"not the model's (trained on {trained}, {ic.channels}x{ic.size})"
+        )
+    return dataset, root
 
 
 class CleanBranch(nn.Module):
@@ -138,7 +164,7 @@ class CleanBranch(nn.Module):
         return self.model(x, mix="clean")
 
 
-def _load_export(folder: Path, device: str) -> Target:
+def _load_export(folder: Path, device: str, dataset: str | None, data_root: str | None) -> Target:
     import onnx
 
     _, manifest = read_manifest(folder)
@@ -167,9 +193,10 @@ def _load_export(folder: Path, device: str) -> Target:
     model.to(device).eval()
     served: nn.Module = CleanBranch(model) if static_view else model
     awnet = manifest["kind"] == "awnet"
+    dataset, data_root = _data_of(model, manifest.get("dataset", cfg.dataset), cfg.data_root, dataset, data_root)
     target = Target(
         model=served, source="onnx", path=folder, arch=manifest["arch"], method=manifest.get("method", cfg.method),
-        dataset=manifest.get("dataset", cfg.dataset), data_root=cfg.data_root, eps=float(manifest["attack"]["eps"]),
+        dataset=dataset, data_root=data_root, eps=float(manifest["attack"]["eps"]),
         awnet=awnet, manifest=manifest, threshold=manifest_threshold(manifest), training=dict(manifest["training"]),
     )  # fmt: skip
     target.parity_max_abs = check_against_onnx(target, onnx_path)
