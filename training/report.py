@@ -138,13 +138,19 @@ def _fmt(values: list[float | None], pct: bool = True) -> str:
     return f"{m * k:.1f}{spread}" if pct else f"{m:.0f}{spread}"
 
 
+def setting_title(setting: str) -> str:
+    """A setting's heading: its name, and for the JPEG copy of CIFAR-10 what its pixels are
+    (not the official ones: its figures are not CIFAR-10's)."""
+    return f"{setting}: CIFAR-10 (JPEG q75)" if setting.startswith("cifar10-jpeg") else setting
+
+
 def setting_section(
     setting: str, models: dict[str, list[dict[str, Any]]], plot: Path | None, notes: list[str] | None = None,
     walls: dict[int, dict[str, Any]] | None = None,
 ) -> str:
     seeds = sorted({r["seed"] for recs in models.values() for r in recs})
     any_rec = next(iter(models.values()))[0]
-    lines = [f"### {setting}", "",
+    lines = [f"### {setting_title(setting)}", "",
              f"{any_rec['n']} test images, L-inf eps {any_rec['eps']:g}, attack budget `{any_rec['budget']}`, "
              f"seeds {', '.join(map(str, seeds))} (mean ± standard deviation over seeds where more than one).", "",
              "| model | seeds | clean % | worst case % | WRA (worst) % | missed % | detected % of fooled | clean FPR % | train s | evaluate s | sanity |",

@@ -99,3 +99,10 @@ def test_an_interval_end_that_rounds_to_the_goal_keeps_a_second_decimal() -> Non
 
     assert _end(0.01996, 0.02) == "+2.00" and _end(0.0196, 0.02) == "+1.96"  # not "+2.0" against "+2"
     assert _end(0.031, 0.02) == "+3.1" and _end(-0.0104, -0.01) == "-1.04"
+
+
+def test_a_cifar10_jpeg_setting_says_its_pixels_are_not_the_official_ones() -> None:
+    from training.report import setting_title
+
+    assert setting_title("cifar10-jpeg12k") == "cifar10-jpeg12k: CIFAR-10 (JPEG q75)"
+    assert setting_title("mnist-eps0.3") == "mnist-eps0.3"

@@ -103,7 +103,7 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
 
 
 def test_the_cifar10_setting_is_known_and_reads_the_archive_it_is_given(tmp_path: Path) -> None:
-    r = _run(tmp_path, timeout=60, SETTING="cifar10-jpeg15k", ONLY="standard", DATA_ROOT=str(tmp_path / "none"))
+    r = _run(tmp_path, timeout=60, SETTING="cifar10-jpeg12k", ONLY="standard", DATA_ROOT=str(tmp_path / "none"))
     assert r.returncode != 0
     assert "unknown SETTING" not in r.stderr
     assert "cifar10-jpeg: neither cifar10-jpeg.tar.gz nor an extracted cifar10-jpeg/" in r.stdout + r.stderr
