@@ -12,7 +12,8 @@
 #                             training images, 8 epochs, bfloat16 training; 1,000 test images;
 #                             about 3 h on 2 idle cores; DATA_ROOT: the archive, default
 #                             ../shared/datasets/cifar10-jpeg.tar.gz)
-#            cifar10-resnet18 / cifar10-wrn34r (GPU machines; CIFAR-10 under --data-root)
+#            cifar10-resnet18 / cifar10-wrn34r (GPU machines; CIFAR-10 under DATA_ROOT: torchvision's files,
+#                             or DATASET=cifar10-jpeg with the JPEG archive)
 #   SEED     the seed of every training run and attack (default 0)
 #   TEACHER  AW-Net's robust teacher and initialisation: trades (default) or pgd-at (the trade-off setting's)
 #   N        test images evaluated (default 500 = all embedded test digits; 1,000 for cifar10-jpeg12k)
@@ -48,9 +49,9 @@ case "$SETTING" in
                    DATA=(--dataset cifar10-jpeg --data-root "${DATA_ROOT:-../shared/datasets/cifar10-jpeg.tar.gz}"
                          --max-train-samples 12000 --amp --val-max-samples 500)
                    COMMON=(--step-size 0.0078431373 --eval-every 4) ;;
-  cifar10-resnet18) EPS=0.031372549; MODEL=resnet18; EPOCHS=100; DATA=(--dataset cifar10 --data-root "${DATA_ROOT:?set DATA_ROOT}")
+  cifar10-resnet18) EPS=0.031372549; MODEL=resnet18; EPOCHS=100; DATA=(--dataset "${DATASET:-cifar10}" --data-root "${DATA_ROOT:?set DATA_ROOT}")
                    COMMON=(--lr 0.1 --weight-decay 2e-4 --lr-schedule multistep --milestones 75 90 --eval-every 5) ;;
-  cifar10-wrn34r)  EPS=0.031372549; MODEL=wrn34_r; EPOCHS=100; DATA=(--dataset cifar10 --data-root "${DATA_ROOT:?set DATA_ROOT}")
+  cifar10-wrn34r)  EPS=0.031372549; MODEL=wrn34_r; EPOCHS=100; DATA=(--dataset "${DATASET:-cifar10}" --data-root "${DATA_ROOT:?set DATA_ROOT}")
                    COMMON=(--lr 0.1 --weight-decay 2e-4 --lr-schedule multistep --milestones 75 90 --grad-clip 5 --eval-every 5) ;;
   *) echo "unknown SETTING $SETTING" >&2; exit 2 ;;
 esac
