@@ -71,7 +71,7 @@ def test_npz_sha256_matches_readme():
 
 
 def test_dataset_info():
-    assert list_datasets() == ["mnist5k", "cifar10", "cifar100", "svhn", "tinyimagenet"]
+    assert list_datasets() == ["mnist5k", "cifar10", "cifar10-jpeg", "cifar10-jpeg2k", "cifar100", "svhn", "tinyimagenet"]
     m = get_dataset_info("mnist5k")
     assert isinstance(m, DatasetInfo)
     assert (m.channels, m.size, m.num_classes, m.eps) == (1, (28, 28), 10, 0.3)
