@@ -19,7 +19,7 @@
     previewCaption: $("preview-caption"), sentFigure: $("sent-figure"), sent: $("sent"),
     prepNote: $("prep-note"), keyRow: $("api-key-row"), key: $("api-key"),
     classify: $("classify"), status: $("status"), error: $("error"),
-    placeholder: $("placeholder"), body: $("result-body"), cls: $("result-class"),
+    emptyResult: $("empty-result"), body: $("result-body"), cls: $("result-class"),
     prob: $("result-prob"), topk: $("topk"), gauge: $("gauge"), fill: $("gauge-fill"),
     mark: $("gauge-mark"), scale: $("gauge-scale"), pAdv: $("p-adv"),
     threshold: $("threshold"), verdict: $("verdict"), mix: $("mix"),
@@ -46,7 +46,7 @@
   function showError(message) {
     el.error.textContent = message;
     el.error.hidden = false;
-    el.placeholder.hidden = true;
+    el.emptyResult.hidden = true;
   }
 
   function clearResult() {
@@ -59,7 +59,7 @@
       o.textContent = "";
       delete o.dataset.value;
     }
-    el.placeholder.hidden = false;
+    el.emptyResult.hidden = false;
   }
 
   async function errorMessage(resp) {
@@ -329,7 +329,7 @@
   }
 
   function render(a) {
-    el.placeholder.hidden = true;
+    el.emptyResult.hidden = true;
     el.cls.textContent = a.class;
     el.prob.textContent = `probability ${pct(a.probability)} · ${a.model} v${a.version}`;
     const rows = (a.top_k || []).map((c) => {
