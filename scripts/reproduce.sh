@@ -9,14 +9,14 @@
 #            mnist-eps0.3 (all 4,000 embedded training digits, full-width small CNN: no trade-off; 2-3 h)
 #            mnist-eps0.4-w8 (eps 0.4, quarter-width small CNN: 2 points of clean cost only)
 #            cifar10-jpeg12k (CPU-scale CIFAR-10 (JPEG q75), eps 8/255: small CNN, the first 12,000
-#                             training images, 8 epochs, bfloat16 training; 1,000 test images;
-#                             about 3 h on 2 idle cores; DATA_ROOT: the archive, default
+#                             training images, 8 epochs, bfloat16 training; 500 test images;
+#                             about 2 h on 2 idle cores; DATA_ROOT: the archive, default
 #                             ../shared/datasets/cifar10-jpeg.tar.gz)
 #            cifar10-resnet18 / cifar10-wrn34r (GPU machines; CIFAR-10 under DATA_ROOT: torchvision's files,
 #                             or DATASET=cifar10-jpeg with the JPEG archive)
 #   SEED     the seed of every training run and attack (default 0)
 #   TEACHER  AW-Net's robust teacher and initialisation: trades (default) or pgd-at (the trade-off setting's)
-#   N        test images evaluated (default 500 = all embedded test digits; 1,000 for cifar10-jpeg12k)
+#   N        test images evaluated (default 500: all embedded test digits; the first 500 for cifar10-jpeg12k)
 #   BUDGET   attack budget of `evaluate` (default reproduce; standard = full AutoAttack)
 #   RESULTS, REPORT, RUNS_ROOT  where cards, docs/results.md and run folders go;
 #   TRAIN_EXTRA  extra arguments of every training run (smoke tests: "--max-train-samples 128")
@@ -31,7 +31,6 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 SETTING=${SETTING:-mnist1k-eps0.3-w8}
 SEED=${SEED:-0}
-N_GIVEN=${N:-}
 N=${N:-500}
 BUDGET=${BUDGET:-reproduce}
 DATA=(--dataset mnist5k)
@@ -45,7 +44,7 @@ case "$SETTING" in
   # CPU-scale CIFAR-10 (docs/results.md, "The CIFAR-10 setting": sized from measured figures). bfloat16
   # autocast + channels-last trains 2.2x faster than float32 here and matched its accuracy; the
   # evaluation attacks run in float32.
-  cifar10-jpeg12k) EPS=0.031372549; MODEL=smallcnn; EPOCHS=8; N=${N_GIVEN:-1000}
+  cifar10-jpeg12k) EPS=0.031372549; MODEL=smallcnn; EPOCHS=8
                    DATA=(--dataset cifar10-jpeg --data-root "${DATA_ROOT:-../shared/datasets/cifar10-jpeg.tar.gz}"
                          --max-train-samples 12000 --amp --val-max-samples 500)
                    COMMON=(--step-size 0.0078431373 --eval-every 4) ;;
