@@ -26,6 +26,9 @@
 #            folder); the AW-Net runs wait for their teachers, a failing lane stops the other.
 #            1: one model after the other.
 #   ONLY="a b"   train and evaluate only these models, in one lane (no wall time: not a whole run)
+#   KEEP="a b"   keep these runs' slim weights in the results folder (checkpoints/NAME.pt): a later session
+#            whose run folders are gone restores them instead of training again (cifar10-jpeg12k:
+#            standard, trades and pgd-at, the teachers, by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -44,9 +47,11 @@ case "$SETTING" in
   # CPU-scale CIFAR-10 (docs/results.md, "The CIFAR-10 setting": sized from measured figures). bfloat16
   # autocast + channels-last trains 2.2x faster than float32 here and matched its accuracy; the
   # evaluation attacks run in float32.
-  cifar10-jpeg12k) EPS=0.031372549; MODEL=smallcnn; EPOCHS=8
+  # bfloat16 only where the CPU computes it natively (training/hardware.py): emulated, it is 15x slower.
+  # A seed takes more than one session on an AVX2-only machine: the teachers' weights are kept (KEEP).
+  cifar10-jpeg12k) EPS=0.031372549; MODEL=smallcnn; EPOCHS=8; KEEP_DEFAULT="standard trades pgd-at"
                    DATA=(--dataset cifar10-jpeg --data-root "${DATA_ROOT:-../shared/datasets/cifar10-jpeg.tar.gz}"
-                         --max-train-samples 12000 --amp --val-max-samples 500)
+                         --max-train-samples 12000 "$("$PY" -m training.hardware)" --val-max-samples 500)
                    COMMON=(--step-size 0.0078431373 --eval-every 4) ;;
   cifar10-resnet18) EPS=0.031372549; MODEL=resnet18; EPOCHS=100; DATA=(--dataset "${DATASET:-cifar10}" --data-root "${DATA_ROOT:?set DATA_ROOT}")
                    COMMON=(--lr 0.1 --weight-decay 2e-4 --lr-schedule multistep --milestones 75 90 --eval-every 5) ;;
@@ -55,6 +60,7 @@ case "$SETTING" in
   *) echo "unknown SETTING $SETTING" >&2; exit 2 ;;
 esac
 TEACHER=${TEACHER:-trades}
+KEEP=${KEEP-${KEEP_DEFAULT:-}}
 case "$TEACHER" in trades|pgd-at) ;; *) echo "unknown TEACHER $TEACHER (trades or pgd-at)" >&2; exit 2 ;; esac
 case "${LANES:-2}" in 1|2) ;; *) echo "LANES must be 1 or 2, got $LANES" >&2; exit 2 ;; esac
 RESULTS=${RESULTS:-results}
@@ -110,11 +116,27 @@ step() {  # step NAME KIND(train|evaluate) ARGS...
   "$PY" -m training "$@"
   echo "{\"model\": \"$name\", \"step\": \"$kind\", \"seconds\": $((SECONDS - t0))}" >> "$TIMES"
 }
+checkpoint() {  # checkpoint NAME: its best.pt, or last.pt when every validation raised the masking alarm (noted)
+  if [[ -f "$RUNS/$1/best.pt" ]]; then echo "$RUNS/$1/best.pt"; return; fi
+  echo "=== $1 has no best.pt (masking alarm at every validation): using last.pt" | tee -a "$OUT/notes.txt" >&2
+  echo "$RUNS/$1/last.pt"
+}
+keep() {  # keep NAME: a slim copy of its weights beside its cards, when KEEP names it
+  local kept=$OUT/checkpoints/$1.pt
+  [[ " $KEEP " == *" $1 "* && ! -f "$kept" ]] || return 0
+  "$PY" -m training slim "$(checkpoint "$1")" "$kept" > /dev/null
+  echo "=== [$SETTING seed $SEED] kept $1's weights: $kept"
+}
 selected() { [[ -z "${ONLY:-}" || " $ONLY " == *" $1 "* ]]; }
 train() {  # train NAME ARGS... (skipped when that run already finished; an interrupted run resumes from last.pt)
   local name=$1; shift
   selected "$name" || return 0
-  if [[ -f "$RUNS/$name/.done" ]]; then echo "=== [$SETTING seed $SEED] train $name: done, kept"; return; fi
+  if [[ ! -f "$RUNS/$name/.done" && -f "$OUT/checkpoints/$name.pt" ]]; then
+    # An earlier session trained it and its run folder did not survive; its kept weights did.
+    mkdir -p "$RUNS/$name" && cp "$OUT/checkpoints/$name.pt" "$RUNS/$name/best.pt" && touch "$RUNS/$name/.done"
+    echo "=== [$SETTING seed $SEED] train $name: restored from $OUT/checkpoints/$name.pt"
+  fi
+  if [[ -f "$RUNS/$name/.done" ]]; then echo "=== [$SETTING seed $SEED] train $name: done, kept"; keep "$name"; return; fi
   local args=(train "${DATA[@]}" --eps "$EPS" --seed "$SEED" --epochs "$EPOCHS" --out "$RUNS/$name" "${EXTRA[@]}" "$@")
   if [[ -f "$RUNS/$name/last.pt" ]]; then
     # An earlier sitting was stopped: go on from its last epoch. Its time is the epochs' own
@@ -137,6 +159,7 @@ PY
     step "$name" train "${args[@]}"
   fi
   touch "$RUNS/$name/.done"
+  keep "$name"
 }
 
 train standard --method standard --model "$MODEL" --eval-every 4
@@ -147,11 +170,6 @@ teachers_ready() {  # another lane may still be training them
   while [[ ! -f "$RUNS/standard/.done" || ! -f "$RUNS/$TEACHER/.done" ]]; do sleep 15; done
 }
 if selected awnet || selected awnet+rat || selected awnet-plain-router; then teachers_ready; fi
-checkpoint() {  # checkpoint NAME: its best.pt, or last.pt when every validation raised the masking alarm (noted)
-  if [[ -f "$RUNS/$1/best.pt" ]]; then echo "$RUNS/$1/best.pt"; return; fi
-  echo "=== $1 has no best.pt (masking alarm at every validation): using last.pt" | tee -a "$OUT/notes.txt" >&2
-  echo "$RUNS/$1/last.pt"
-}
 if selected awnet || selected awnet+rat || selected awnet-plain-router; then
   ROBUST=$(checkpoint "$TEACHER")
   TEACHERS=(--clean-teacher "$(checkpoint standard)" --robust-teacher "$ROBUST" --init-from "$ROBUST")

@@ -83,6 +83,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
+    channels_last: bool = False  # CPU: convolutions in channels-last layout (implied by --amp there)
     workers: int = 0
     out: str = "runs/default"
     resume: str | None = None
@@ -268,5 +269,6 @@ OPTION_RULES: tuple[OptionRule, ...] = (
 #: Options that act in every run; with OPTION_RULES they cover every TrainConfig field.
 GENERAL_OPTIONS = ("recipe", "method", "model", "dataset", "epochs", "batch_size", "optimizer", "lr",
                    "weight_decay", "lr_schedule", "grad_clip", "eps", "eval_attack_steps", "eval_every",
-                   "val_max_samples", "max_train_samples", "seed", "device", "amp", "workers", "out",
+                   "val_max_samples", "max_train_samples", "seed", "device", "amp", "channels_last",
+                   "workers", "out",
                    "resume", "stop_after", "log_every")  # fmt: skip

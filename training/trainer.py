@@ -31,6 +31,7 @@ from training.checkpoint import (
 from training.config import TrainConfig
 from training.data import build_dataset, get_dataset_info, make_loader, parse_dataset_name
 from training.distributed import all_reduce_mean, barrier, cleanup, init_distributed
+from training.hardware import cpu_computes_bfloat16
 from training.methods import METHOD_CLASSES, AWNetMethod, Method
 from training.metrics import evaluate
 from training.validation import robust_validation
@@ -98,7 +99,14 @@ class Trainer:
         # bfloat16 convolutions on the CPU are fastest in channels-last layout (oneDNN):
         # measured 103 against 74 images/s for a PGD-10 step of smallcnn on 3x32x32, 1 thread
         # (docs/results.md, "The CIFAR-10 setting").
-        self.channels_last = cfg.amp and self.device.type == "cpu"
+        # Without native bfloat16 (AVX2 only) oneDNN emulates it: measured 2.1 against 32.5
+        # images/s in float32 (docs/results.md), so --amp there is refused, not silently slow.
+        if cfg.amp and self.device.type == "cpu" and not cpu_computes_bfloat16():
+            raise ValueError(
+                "--amp on this CPU: it has no native bfloat16 (no AVX-512/AMX), and emulated bfloat16 "
+                "trains about 15x slower than float32; drop --amp (--channels-last keeps float32 fast)"
+            )
+        self.channels_last = self.device.type == "cpu" and (cfg.amp or cfg.channels_last)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.method = self._make_method()

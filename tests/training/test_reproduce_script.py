@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -107,3 +108,23 @@ def test_the_cifar10_setting_is_known_and_reads_the_archive_it_is_given(tmp_path
     assert r.returncode != 0
     assert "unknown SETTING" not in r.stderr
     assert "cifar10-jpeg: neither cifar10-jpeg.tar.gz nor an extracted cifar10-jpeg/" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_kept_weights_stand_in_for_a_run_folder_that_did_not_survive(tmp_path: Path) -> None:
+    """KEEP names the runs whose slim weights go beside the cards: a later session without
+    the run folder restores them instead of training again (a seed spanning sessions)."""
+    first = _run(tmp_path, timeout=300, ONLY="standard", KEEP="standard")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    kept = tmp_path / "results" / SEED_DIR / "checkpoints" / "standard.pt"
+    assert kept.is_file() and "kept standard's weights" in first.stdout
+    shutil.rmtree(tmp_path / "runs")  # the session ended; its run folders went with it
+    again = _run(tmp_path, timeout=300, ONLY="standard", KEEP="standard")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "train standard: restored from" in again.stdout and "=== [mnist1k-eps0.3-w8 seed 0] train standard\n" not in again.stdout
+    assert (tmp_path / "runs" / SEED_DIR / "standard" / "best.pt").read_bytes() == kept.read_bytes()
+
+
+def test_a_run_without_keep_leaves_no_weights_beside_the_cards(tmp_path: Path) -> None:
+    r = _run(tmp_path, timeout=60, SETTING="cifar10-jpeg12k", ONLY="standard", KEEP="", DATA_ROOT=str(tmp_path / "none"))
+    assert r.returncode != 0 and not (tmp_path / "results" / "cifar10-jpeg12k" / "seed0" / "checkpoints").exists()
