@@ -23,13 +23,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from service.canary import Canary
 from service.dataplane import DataPlane
 from service.deps import SERVER_NAME, AppState, FastLane, get_state
 from service.errors import install_error_handlers
 from service.logging import RequestContextMiddleware
 from service.metrics import CONTENT_TYPE, Metrics
+from service.occupancy import Occupancy
 from service.openapi import install_openapi
-from service.probes import Canary
 from service.repository import ModelRepository
 from service.routes_repository import build_router as repository_router
 from service.routes_v1 import router as v1_router
@@ -78,12 +79,14 @@ def create_app(settings: Settings | None = None, *, listen_when_loaded: bool = F
     answers 503 "loading" meanwhile, so that its probes can tell loading from dead)."""
     settings = settings if settings is not None else Settings()
     metrics = Metrics()
-    repository = ModelRepository(settings, metrics)
+    occupancy = Occupancy()
+    repository = ModelRepository(settings, metrics, occupancy)
     state = AppState(
         settings=settings,
         metrics=metrics,
         repository=repository,
         dataplane=DataPlane(settings, metrics),
+        occupancy=occupancy,
         version=_version(),
     )
 
@@ -92,7 +95,8 @@ def create_app(settings: Settings | None = None, *, listen_when_loaded: bool = F
         repository.scan()
         loader = asyncio.create_task(repository.load_all(), name="load-models")
         if settings.canary_interval_s > 0:
-            repository.start_background(Canary(repository, settings.canary_interval_s).forever(),
+            canary = Canary(repository.all_versions, repository.probe_metrics, settings.canary_interval_s)
+            repository.start_background(canary.forever(),
                                         "probe-canary")
         if listen_when_loaded:
             await repository.loading_done.wait()  # set after the first load, in every mode

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy as np
 from service import jsonbody
 from service.errors import BadInput, TooLarge, UnsupportedMediaType
 from service.images import json_numbers
+from service.inference import InferRequest, InferResult, RequestedOutput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -47,30 +47,6 @@ DTYPES: dict[str, np.dtype] = {
     "FP64": np.dtype("<f8"),
 }
 KNOWN_DATATYPES = (*DTYPES, "BYTES", "BF16")
-
-
-@dataclass
-class RequestedOutput:
-    name: str
-    binary: bool | None = None
-    classification: int = 0
-
-
-@dataclass
-class InferRequest:
-    id: str | None
-    inputs: dict[str, np.ndarray]
-    datatypes: dict[str, str]
-    outputs: list[RequestedOutput] | None
-    binary_output: bool
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class OutputTensor:
-    name: str
-    datatype: str
-    data: np.ndarray  # for BYTES: an object array of bytes
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
@@ -265,20 +241,6 @@ def _parse(req: Any, binary: memoryview, exact: bool) -> InferRequest:
     return InferRequest(req_id, inputs, datatypes, outputs, binary_output, params)
 
 
-def classify_strings(values: np.ndarray, k: int, labels: list[str] | None) -> np.ndarray:
-    """Triton classification: ``[N, K]`` -> BYTES ``[N, min(k, K)]`` of "value:index[:label]"."""
-    if values.ndim != 2:
-        raise BadInput("classification is only available for [N, K] outputs")
-    k = min(k, values.shape[1])
-    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
-    out = np.empty((values.shape[0], k), dtype=object)
-    for row in range(values.shape[0]):
-        for j, idx in enumerate(order[row]):
-            label = f":{labels[idx]}" if labels is not None else ""
-            out[row, j] = f"{values[row, idx]:f}:{idx}{label}".encode()
-    return out
-
-
 def _dump_head(head: dict[str, Any]) -> bytes:
     """Compact JSON: orjson when installed (non-ASCII as UTF-8, not ``\\u`` escapes), else the
     stdlib (also for what orjson refuses, such as integers beyond 64 bits)."""
@@ -298,15 +260,10 @@ def _bytes_tensor(arr: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def encode_infer_response(
-    *,
-    model_name: str,
-    model_version: str,
-    request_id: str | None,
-    outputs: list[tuple[OutputTensor, bool]],
-    parameters: dict[str, Any] | None = None,
-) -> tuple[bytes, dict[str, str]]:
-    """(body, headers) for a v2 response; ``outputs`` pairs each tensor with "send binary"."""
+def encode_infer_response(result: InferResult) -> tuple[bytes, dict[str, str]]:
+    """(body, headers) of a v2 response."""
+    model_name, model_version, request_id = result.model_name, result.model_version, result.request_id
+    outputs, parameters = result.outputs, result.parameters
     head: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         head["id"] = request_id

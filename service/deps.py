@@ -16,10 +16,14 @@ from starlette.types import Receive, Scope, Send
 from service.dataplane import DataPlane
 from service.errors import RequestTimeout, ServiceError, TooLarge, Unauthorized
 from service.metrics import Metrics
-from service.repository import ModelRepository, ModelVersion
+from service.occupancy import Occupancy
+from service.repository import ModelRepository
+from service.served_model import ServedModel
 from service.settings import Settings
 
 SERVER_NAME = "awnet-serve"
+#: Bodies larger than this are decoded or parsed in a worker thread, not on the event loop.
+OFFLOAD_BYTES = 64 * 1024
 
 _timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
 
@@ -30,6 +34,7 @@ class AppState:
     metrics: Metrics
     repository: ModelRepository
     dataplane: DataPlane
+    occupancy: Occupancy
     version: str = "0"
     draining: bool = False
     extensions: list[str] = field(
@@ -93,7 +98,7 @@ def _label_if_known(request: Request) -> None:
         info.model, info.version = mv.name, mv.version
 
 
-def lookup_model(request: Request, name: str, version: str | None, *, ready: bool) -> ModelVersion:
+def lookup_model(request: Request, name: str, version: str | None, *, ready: bool) -> ServedModel:
     """Find the model (404 if unknown), label the request with it, and check readiness (503)."""
     state = get_state(request)
     mv = state.repository.find(name, version)

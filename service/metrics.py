@@ -49,6 +49,8 @@ FAST_BUCKETS = (
 VERDICTS = ("clean", "adversarial")
 REFUSED_REASONS = ("queue_full", "timeout", "too_large", "bad_input", "unauthorized")
 MODEL_LABELS = ("model", "version")
+#: The stages of a prediction (service/served_model.py), each a series of awnet_stage_duration_seconds.
+STAGES = ("decode", "run", "derive", "observe", "postprocess")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -156,6 +158,11 @@ class Metrics:
             "awnet_inference_duration_seconds", "Duration of one ONNX Runtime call.",
             MODEL_LABELS, buckets=FAST_BUCKETS, registry=r,
         )
+        self.stage_duration = Histogram(
+            "awnet_stage_duration_seconds", "Duration of one stage of a prediction: decode and "
+            "postprocess per request, run, derive and observe per batch (service/served_model.py).",
+            (*MODEL_LABELS, "stage"), buckets=FAST_BUCKETS, registry=r,
+        )
         self.batch_size = Histogram(
             "awnet_batch_size", "Inputs per ONNX Runtime call.",
             MODEL_LABELS, buckets=BATCH_SIZE_BUCKETS, registry=r,
@@ -209,6 +216,8 @@ class Metrics:
         for hist in (self.router_score, self.queue_duration, self.inference_duration,
                      self.batch_size):
             hist.labels(model, version)
+        for stage in STAGES:
+            self.stage_duration.labels(model, version, stage)
 
     def model_loaded(self, model: str, version: str, provider: str, kind: str, method: str) -> None:
         self.model_info.labels(model, version, provider, kind, method).set(1)

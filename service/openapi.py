@@ -39,7 +39,9 @@ from fastapi.staticfiles import StaticFiles
 
 from artifact_contract import INPUT_IMAGE, INPUT_MIX
 from service.codec_v2 import HEADER_LENGTH
-from service.dataplane import MODES, V2_OUTPUTS
+from service.inference import MODES
+from service.inference import OUTPUTS as V2_OUTPUTS
+from service.served_model import FLOAT32_MAX
 
 if TYPE_CHECKING:
     from service.deps import AppState
@@ -49,7 +51,6 @@ log = logging.getLogger("service.openapi")
 STATIC_URL = "/docs-static"
 REF = "#/components/schemas/"
 MEDIA_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp")
-FLOAT32_MAX = 3.4028234663852886e38
 
 # Operations whose bodies this module writes: (path, method) -> body builder name.
 INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")

@@ -1,24 +1,19 @@
 """Probes: run a version's probe set (``artifact_contract.probes``) through its session.
 
-* At load (``run_probes``): a version takes traffic only when its outputs on its own probes
-  match what the exporter recorded (parity within the export's tolerance, clean accuracy,
-  clean and adversarial flagged rates within the manifest's tolerances).
-* The canary (``Canary``, ``AWNET_CANARY_INTERVAL_S`` > 0): the same check again in the
-  background for every ready version, one small batch at a time and only while the version
-  has no request queued or in flight, so it never runs ahead of user traffic. Its figures are
-  gauges (``awnet_probe_*``) the alert rule ``AWNetProbeDrift`` watches.
+At load (``run_probes``) a version takes traffic only when its outputs on its own probes
+match what the exporter recorded (parity within the export's tolerance, clean accuracy,
+clean and adversarial flagged rates within the manifest's tolerances). The canary
+(service/canary.py) runs the same chunks again in the background. Their figures are gauges
+(``awnet_probe_*``, ``ProbeMetrics``) the alert rule ``AWNetProbeDrift`` watches.
 
 No torch and no training code: numpy and the loaded ONNX Runtime session only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -26,30 +21,46 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from artifact_contract import OUTPUT_LOGITS, OUTPUT_P_ADV, ProbeReport, ProbeSet, check_outputs
 from artifact_contract.probes import SETS
 
-if TYPE_CHECKING:
-    from service.repository import ModelRepository, ModelVersion
-
-log = logging.getLogger("service.probes")
-
 Run = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
-def run_probes(run: Run, probes: ProbeSet, chunk: int = 32,
-               between: Callable[[], None] | None = None) -> ProbeReport:  # fmt: skip
-    """``run(image, mix_override)`` on every probe input (router mode), then the checks."""
-    outputs: dict[str, dict[str, np.ndarray]] = {}
+def probe_chunks(probes: ProbeSet, chunk: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(set, images, mix_override) of every probe input in chunks, in router mode."""
     for s in SETS:
         images = probes.arrays[s]["images"]
-        logits, p_adv = [], []
         for start in range(0, len(images), chunk):
-            if between is not None:
-                between()
             x = images[start:start + chunk]
-            out = run(x, np.full((len(x),), -1.0, dtype=np.float32))
-            logits.append(np.asarray(out[OUTPUT_LOGITS], dtype=np.float32))
-            p_adv.append(np.asarray(out[OUTPUT_P_ADV], dtype=np.float32))
-        outputs[s] = {"logits": np.concatenate(logits), "p_adv": np.concatenate(p_adv)}
-    return check_outputs(probes, outputs)
+            yield s, x, np.full((len(x),), -1.0, dtype=np.float32)
+
+
+class ProbeOutputs:
+    """The outputs of a probe run, gathered chunk by chunk, then checked."""
+
+    def __init__(self, probes: ProbeSet) -> None:
+        self.probes = probes
+        self.parts: dict[str, dict[str, list[np.ndarray]]] = {s: {"logits": [], "p_adv": []} for s in SETS}
+
+    def add(self, probe_set: str, out: dict[str, np.ndarray]) -> None:
+        self.parts[probe_set]["logits"].append(np.asarray(out[OUTPUT_LOGITS], dtype=np.float32))
+        self.parts[probe_set]["p_adv"].append(np.asarray(out[OUTPUT_P_ADV], dtype=np.float32))
+
+    def failed(self, probe_set: str, n: int) -> None:
+        """A chunk the session could not run: NaN outputs, which fail the checks."""
+        k = self.probes.arrays[probe_set]["logits"].shape[1]
+        self.add(probe_set, {OUTPUT_LOGITS: np.full((n, k), np.nan, np.float32),
+                             OUTPUT_P_ADV: np.full((n,), np.nan, np.float32)})  # fmt: skip
+
+    def report(self) -> ProbeReport:
+        merged = {s: {k: np.concatenate(v) for k, v in self.parts[s].items()} for s in SETS}
+        return check_outputs(self.probes, merged)
+
+
+def run_probes(run: Run, probes: ProbeSet, chunk: int = 32) -> ProbeReport:
+    """``run(image, mix_override)`` on every probe input (router mode), then the checks."""
+    outputs = ProbeOutputs(probes)
+    for s, x, mix in probe_chunks(probes, chunk):
+        outputs.add(s, run(x, mix))
+    return outputs.report()
 
 
 class ProbeMetrics:
@@ -116,72 +127,3 @@ class ProbeMetrics:
         for gauge in (self.failed, self.last_run):
             with contextlib.suppress(KeyError):
                 gauge.remove(model, version)
-
-
-class Canary:
-    """Re-runs each ready version's probes every ``interval_s``, only while it is idle."""
-
-    def __init__(self, repository: ModelRepository, interval_s: float, chunk: int = 8) -> None:
-        self.repository = repository
-        self.interval_s = interval_s
-        self.chunk = chunk
-        self.last: dict[int, float] = {}  # id(ModelVersion) -> monotonic time of the last run
-
-    def _idle(self, mv: ModelVersion) -> bool:
-        batcher = mv.batcher
-        return (mv.serving and batcher is not None and batcher.queued_inputs == 0
-                and self.repository.holders(mv) == 0)
-
-    async def run_once(self, mv: ModelVersion) -> ProbeReport | None:
-        """One canary pass over ``mv`` (None: it got busy or went away meanwhile)."""
-        probes, model = mv.probes, mv.model
-        if probes is None or model is None:
-            return None
-        outputs: dict[str, dict[str, list[np.ndarray]]] = {s: {"logits": [], "p_adv": []} for s in SETS}
-        for s in SETS:
-            images = probes.arrays[s]["images"]
-            for start in range(0, len(images), self.chunk):
-                waited = 0.0
-                while not self._idle(mv):  # user requests first
-                    if not mv.serving or waited > self.interval_s:
-                        return None
-                    await asyncio.sleep(0.05)
-                    waited += 0.05
-                x = images[start:start + self.chunk]
-                mix = np.full((len(x),), -1.0, dtype=np.float32)
-                try:
-                    out = await asyncio.to_thread(model.run, x, mix)
-                except Exception as exc:  # noqa: BLE001 - a failing session fails the canary
-                    out = {OUTPUT_LOGITS: np.full((len(x), probes.arrays[s]["logits"].shape[1]), np.nan,
-                                                  np.float32),
-                           OUTPUT_P_ADV: np.full((len(x),), np.nan, np.float32)}  # fmt: skip
-                    log.warning("canary: model %s failed on its probes: %s", mv.key, exc,
-                                extra={"model": mv.name, "version": mv.version})
-                outputs[s]["logits"].append(np.asarray(out[OUTPUT_LOGITS], np.float32))
-                outputs[s]["p_adv"].append(np.asarray(out[OUTPUT_P_ADV], np.float32))
-        merged = {s: {k: np.concatenate(v) for k, v in outputs[s].items()} for s in SETS}
-        report = check_outputs(probes, merged)
-        if not mv.serving:
-            return None
-        mv.probe_report = report
-        self.repository.probe_metrics.observe(mv.name, mv.version, report, "canary")
-        level = logging.INFO if report.passed else logging.ERROR
-        log.log(level, "canary: model %s %s", mv.key, report.summary(),
-                extra={"model": mv.name, "version": mv.version, "probe_figures": report.figures})
-        return report
-
-    async def forever(self) -> None:
-        tick = min(1.0, self.interval_s / 4)
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            for mv in list(self.repository.all_versions()):
-                if not mv.serving or mv.probes is None:
-                    continue
-                if now - self.last.get(id(mv), mv.loaded_at or 0.0) < self.interval_s:
-                    continue
-                self.last[id(mv)] = now
-                try:
-                    await self.run_once(mv)
-                except Exception:  # noqa: BLE001 - the canary must never stop the service
-                    log.exception("canary: probe run on %s failed", mv.key)

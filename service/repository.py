@@ -1,8 +1,5 @@
-"""The model repository: discover ``<name>/<version>/`` folders, load, probe, swap, unload.
-
-States (Triton's names): ``LOADING`` -> ``READY`` or ``UNAVAILABLE`` (with the reason), and
-``UNLOADING`` while a version drains. A version that fails any check (manifest, checksum,
-graph, warm-up, probes) is never served; its reason is logged and shown in the index.
+"""The model repository: the map from name and version to ``ServedModel``, and the version
+policy that fills it.
 
 Model control (``AWNET_MODEL_CONTROL_MODE``, docs/lifecycle.md):
 
@@ -17,7 +14,8 @@ versions the version policy selects are loaded and probed *beside* the ones serv
 when that is done do unversioned requests move to the new highest ready version, and the
 versions no longer wanted start to unload: they take no new request, the requests already
 holding them finish there (queued ones included), then the session is released. A version
-the policy no longer selects keeps serving while none of the selected ones is ready.
+the policy no longer selects keeps serving while none of the selected ones is ready. States
+and the kinds of reasons: service/lifecycle.py; one version: service/served_model.py.
 """
 
 from __future__ import annotations
@@ -27,92 +25,22 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from artifact_contract import (
-    MANIFEST_FILE,
-    NAME_RE,
-    OUTPUT_P_ADV,
-    VERSION_RE,
-    ArtifactError,
-    ProbeReport,
-    ProbeSet,
-    VersionPolicy,
-    load_probes,
-    read_json,
-)
-from service.artifact import DEFAULT_THRESHOLD, Artifact, load_artifact
-from service.batching import DynamicBatcher
+from artifact_contract import NAME_RE, ArtifactError
+from service.discovery import fingerprint, model_dirs, policy_for, version_dirs
 from service.errors import ModelNotFound, NotReady, scrub
+from service.lifecycle import State, Why, drain
 from service.metrics import Metrics
-from service.postprocess import OUTPUT_ADVERSARIAL, derive, finite_rows
-from service.probes import ProbeMetrics, run_probes
-from service.runtime import OnnxModel, RuntimeOptions
+from service.occupancy import Occupancy
+from service.probes import ProbeMetrics
+from service.served_model import ServedModel
 from service.settings import Settings
 
 log = logging.getLogger("service.repository")
 
-LOADING = "LOADING"
-READY = "READY"
-UNAVAILABLE = "UNAVAILABLE"
-UNLOADING = "UNLOADING"
-
-Fingerprint = tuple[tuple[str, int, int], ...]
-
-
-def fingerprint(folder: Path) -> Fingerprint:
-    """(name, size, mtime) of the files of a version folder: changes when any file does."""
-    out = []
-    with contextlib.suppress(OSError):
-        for p in sorted(folder.iterdir()):
-            with contextlib.suppress(OSError):
-                st = p.stat()
-                out.append((p.name, st.st_size, st.st_mtime_ns))
-    return tuple(out)
-
-
-@dataclass(eq=False)
-class ModelVersion:
-    name: str
-    version: str
-    path: Path
-    state: str = LOADING
-    reason: str = ""
-    artifact: Artifact | None = None
-    model: OnnxModel | None = None
-    batcher: DynamicBatcher | None = None
-    threshold: float = DEFAULT_THRESHOLD
-    threshold_source: str = "default"
-    fingerprint: Fingerprint = ()
-    draining: bool = False  # UNLOADING, still answering the requests that already hold it
-    probes: ProbeSet | None = None
-    probe_status: str = "none"  # passed | failed | none (no probes) | off (AWNET_PROBES_ON_LOAD)
-    probe_report: ProbeReport | None = None
-    loaded_at: float | None = None  # time.monotonic() when it became READY
-    load_seconds: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def serving(self) -> bool:
-        """Takes new requests."""
-        return self.state == READY
-
-    @property
-    def ready(self) -> bool:
-        """Answers a request that holds it: READY, or UNLOADING while it drains."""
-        return self.state == READY or (self.state == UNLOADING and self.draining)
-
-    @property
-    def provider(self) -> str | None:
-        return self.model.provider if self.model is not None else None
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}/{self.version}"
+LOADING, READY, UNAVAILABLE, UNLOADING = State.LOADING, State.READY, State.UNAVAILABLE, State.UNLOADING
 
 
 class LoadFailed(Exception):
@@ -120,78 +48,37 @@ class LoadFailed(Exception):
 
 
 class ModelRepository:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, occupancy: Occupancy | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.probe_metrics = ProbeMetrics(metrics.registry)
+        self.occupancy = occupancy or Occupancy()
         self.root = Path(settings.model_repository)
-        self.versions: dict[str, dict[str, ModelVersion]] = {}
+        self.versions: dict[str, dict[str, ServedModel]] = {}
         self.loading_done = asyncio.Event()
         self.listeners: list[Callable[[], None]] = []  # called after the served set changes
-        # True while no other request and no other connection is open in this process: the
-        # server sets it (service/server.py, from uvicorn's state); a batcher then runs a
-        # lone one-image request on the event loop (AWNET_INLINE_MAX_MS, service/batching.py).
-        self.alone: Callable[[], bool] = lambda: False
         self.closing = False
         self._locks: dict[str, asyncio.Lock] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
 
-    # --- discovery ------------------------------------------------------------------------
-    def _model_dirs(self) -> list[Path]:
-        if not self.root.is_dir():
-            log.error("model repository %s is not a directory", self.root)
-            return []
-        out = []
-        for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            if model_dir.name.startswith("."):
-                continue
-            if not NAME_RE.match(model_dir.name):
-                log.warning("ignoring %s: model names must match [a-z0-9][a-z0-9._-]*", model_dir)
-                continue
-            out.append(model_dir)
-        return out
+    def _policy(self, name: str, folders: dict[str, Path]) -> tuple[Any, str]:
+        return policy_for(name, folders, self.settings.policy)
 
-    def _version_dirs(self, name: str) -> dict[str, Path]:
-        model_dir = self.root / name
-        found: dict[str, Path] = {}
-        if not model_dir.is_dir():
-            return found
-        for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-            if not VERSION_RE.match(version_dir.name):
-                if not version_dir.name.startswith("."):
-                    log.warning("ignoring %s: versions are positive integers", version_dir)
-                continue
-            found[version_dir.name] = version_dir
-        return found
-
-    def policy_for(self, name: str, folders: dict[str, Path]) -> tuple[VersionPolicy, str]:
-        """The setting's policy, unless the highest version's manifest sets ``version_policy``."""
-        for v in sorted(folders, key=int, reverse=True):
-            try:
-                raw = read_json(folders[v] / MANIFEST_FILE)
-                if raw.get("version_policy") is not None:
-                    where = f"{name}/{v}/{MANIFEST_FILE}"
-                    return VersionPolicy.from_dict(raw["version_policy"], where), f"manifest of version {v}"
-            except ArtifactError as exc:
-                log.warning("version policy of %s: %s", name, scrub(str(exc)))
-            break  # only the highest version's manifest counts
-        return self.settings.policy, "setting AWNET_VERSION_POLICY"
-
-    def scan(self) -> list[ModelVersion]:
+    def scan(self) -> list[ServedModel]:
         """Register (LOADING) the versions the policy selects, the others as UNAVAILABLE."""
-        found: list[ModelVersion] = []
-        for model_dir in self._model_dirs():
+        found: list[ServedModel] = []
+        for model_dir in model_dirs(self.root):
             name = model_dir.name
-            folders = self._version_dirs(name)
-            policy, _ = self.policy_for(name, folders)
+            folders = version_dirs(self.root, name)
+            policy, _ = self._policy(name, folders)
             chosen = policy.select(folders)
             for v, path in folders.items():
                 if v in self.versions.get(name, {}):
                     continue
-                mv = ModelVersion(name, v, path)
+                mv = ServedModel(name, v, path)
                 if v not in chosen:
-                    mv.state, mv.reason = UNAVAILABLE, f"not selected by the version policy {policy}"
+                    mv.status.set(UNAVAILABLE, Why.NOT_SELECTED, f"not selected by the version policy {policy}")
                 self.versions.setdefault(name, {})[v] = mv
                 self.metrics.model_registered(name, v)
                 found.append(mv)
@@ -199,128 +86,38 @@ class ModelRepository:
             log.warning("no model versions found in %s", self.root)
         return found
 
-    def all_versions(self) -> list[ModelVersion]:
+    def all_versions(self) -> list[ServedModel]:
         return [mv for by_v in self.versions.values() for mv in by_v.values()]
 
     # --- loading ----------------------------------------------------------------------------
-    def _load_blocking(self, mv: ModelVersion) -> None:
-        s = self.settings
-        artifact = load_artifact(mv.path)
-        model = OnnxModel(artifact, RuntimeOptions.from_settings(s))
-        if s.warmup_runs:
-            try:
-                model.warmup(s.warmup_runs, (1, s.max_batch_size))
-            except Exception as exc:  # noqa: BLE001
-                raise ArtifactError(f"{artifact.onnx_path}: warm-up failed: {exc}") from exc
-        block = artifact.manifest.get("probes")
-        if block is None:
-            mv.probe_status = "none"
-            log.warning("model %s has no probe set (an older export): it loads without its "
-                        "probes being checked", mv.key,
-                        extra={"model": mv.name, "version": mv.version})  # fmt: skip
-        else:
-            probes = load_probes(mv.path, block, shape=artifact.input_shape,
-                                 num_classes=artifact.num_classes)
-            if s.probes_on_load:
-                def run(x: np.ndarray, m: np.ndarray) -> dict[str, np.ndarray]:
-                    return model.run(x, m, max_batch_size=s.max_batch_size)
-
-                try:
-                    report = run_probes(run, probes, chunk=s.max_batch_size)
-                except Exception as exc:  # noqa: BLE001
-                    raise ArtifactError(f"probes failed: the model cannot run them: {exc}") from exc
-                mv.probe_report = report
-                self.probe_metrics.observe(mv.name, mv.version, report, "load")
-                if not report.passed:
-                    mv.probe_status = "failed"
-                    raise ArtifactError(report.summary())
-                mv.probe_status = "passed"
-            else:
-                mv.probe_status = "off"
-            mv.probes = probes
-        mv.artifact = artifact
-        mv.model = model
-        if s.threshold is not None:
-            mv.threshold, mv.threshold_source = s.threshold, "setting AWNET_THRESHOLD"
-        elif artifact.manifest_threshold is not None:
-            mv.threshold, mv.threshold_source = artifact.manifest_threshold, "manifest"
-        else:
-            mv.threshold, mv.threshold_source = DEFAULT_THRESHOLD, "default (manifest router is null)"
-
-    def _make_batcher(self, mv: ModelVersion) -> DynamicBatcher:
-        s = self.settings
-        m = self.metrics
-        labels = (mv.name, mv.version)
-        model = mv.model
-        assert model is not None
-        batch_hist = m.batch_size.labels(*labels)
-        infer_hist = m.inference_duration.labels(*labels)
-        queue_hist = m.queue_duration.labels(*labels)
-        depth = m.queue_depth.labels(*labels)
-
-        def on_call(batch_size: int, seconds: float) -> None:
-            batch_hist.observe(batch_size)
-            infer_hist.observe(seconds)
-
-        series = m.series(mv.name, mv.version)
-        threshold = mv.threshold
-
-        def runner(image: np.ndarray, mix: np.ndarray) -> dict[str, np.ndarray]:
-            # Derived outputs and router metrics once per batch, here in the executor thread
-            # (service/postprocess.py), not per request on the event loop.
-            out = derive(model.run(image, mix, max_batch_size=s.max_batch_size,
-                                   on_call=on_call), threshold)
-            ok = finite_rows(out)
-            p_adv, adversarial = out[OUTPUT_P_ADV], out[OUTPUT_ADVERSARIAL]
-            series.observe_router(p_adv if ok is None else p_adv[ok],
-                                  adversarial if ok is None else adversarial[ok])
-            return out
-
-        batcher = DynamicBatcher(
-            runner,
-            name=mv.key,
-            max_batch_size=s.max_batch_size,
-            max_delay_s=s.max_queue_delay_s,
-            max_queue_size=s.max_queue_size,
-            retry_after_s=s.retry_after_s,
-            on_queue_depth=depth.set,
-            on_dequeue=queue_hist.observe,
-            inline_max_s=s.inline_max_s,
-            alone=lambda: self.alone(),
-        )
-        batcher.start()
-        return batcher
-
-    async def _load(self, mv: ModelVersion) -> bool:
+    async def _load(self, mv: ServedModel) -> bool:
         """Load, warm up and probe ``mv`` off the event loop; READY (True) or UNAVAILABLE."""
-        mv.state, mv.reason = LOADING, ""
+        mv.status.set(LOADING)
         self.metrics.model_registered(mv.name, mv.version)
         ids = {"model": mv.name, "version": mv.version}
         t0 = time.perf_counter()
         try:
-            await asyncio.to_thread(self._load_blocking, mv)
+            await asyncio.to_thread(mv.load, self.settings, self.probe_metrics)
         except ArtifactError as exc:
-            mv.state, mv.reason = UNAVAILABLE, scrub(str(exc))  # paths: log only
+            mv.status.set(UNAVAILABLE, Why.FAILED, scrub(str(exc)))  # paths: log only
             log.error("model %s not served: %s", mv.key, exc, extra=ids)
             return False
         except Exception as exc:  # noqa: BLE001 - any failure: not served, say why
-            mv.state, mv.reason = UNAVAILABLE, scrub(f"{type(exc).__name__}: {exc}")
+            mv.status.set(UNAVAILABLE, Why.FAILED, scrub(f"{type(exc).__name__}: {exc}"))
             log.exception("model %s not served", mv.key, extra=ids)
             return False
         if self.closing or mv.state != LOADING:  # shutdown began meanwhile
-            self._release(mv)
-            mv.state, mv.reason = UNLOADING, "server shutting down"
+            mv.release(self.metrics)
+            mv.status.set(UNLOADING, Why.SHUTTING_DOWN, "server shutting down")
             return False
-        mv.batcher = self._make_batcher(mv)
+        mv.start(self.settings, self.metrics, self.occupancy.alone)
         assert mv.artifact is not None and mv.model is not None
-        self.metrics.model_loaded(
-            mv.name, mv.version, mv.model.provider, mv.artifact.kind, mv.artifact.method
-        )
+        self.metrics.model_loaded(mv.name, mv.version, mv.model.provider, mv.artifact.kind, mv.artifact.method)
         self.metrics.model_evaluated(mv.name, mv.version, mv.artifact.robustness)
         self.probe_metrics.register(mv.name, mv.version, measured=mv.probe_report is not None)
         mv.load_seconds = time.perf_counter() - t0
         mv.loaded_at = time.monotonic()
-        mv.state, mv.reason = READY, ""
+        mv.status.set(READY)
         self.metrics.set_ready(mv.name, mv.version, True)
         probes = mv.probe_report.summary() if mv.probe_report is not None else f"probes {mv.probe_status}"
         log.info(
@@ -328,56 +125,39 @@ class ModelRepository:
             mv.key, mv.model.provider, mv.load_seconds, mv.threshold, mv.threshold_source, probes,
             extra={**ids, "provider": mv.model.provider, "providers": mv.model.providers,
                    "load_seconds": round(mv.load_seconds, 4), "probes": mv.probe_status},
-        )
+        )  # fmt: skip
         return True
 
-    def _release(self, mv: ModelVersion) -> None:
-        """Drop the session and batcher (the memory goes back once nothing refers to them)."""
-        if mv.model is not None and mv.artifact is not None:
-            with contextlib.suppress(KeyError):
-                self.metrics.model_info.remove(mv.name, mv.version, mv.model.provider,
-                                               mv.artifact.kind, mv.artifact.method)
-        mv.model = None
-        mv.batcher = None
-        mv.probes = None
-
     # --- unloading --------------------------------------------------------------------------
-    def holders(self, mv: ModelVersion) -> float:
-        """Requests that have looked this version up and are not answered yet."""
-        value = self.metrics.registry.get_sample_value(
-            "awnet_inflight_requests", {"model": mv.name, "version": mv.version})
-        return value or 0.0
-
-    def _retire(self, mv: ModelVersion, why: str) -> asyncio.Task[None]:
+    def _retire(self, mv: ServedModel, why: str) -> asyncio.Task[None]:
         """Stop new requests at once; drain and release in the background."""
-        mv.state, mv.reason, mv.draining = UNLOADING, why, True
+        mv.status.set(UNLOADING, Why.DRAINING, why)
+        mv.draining = True
         self.metrics.set_ready(mv.name, mv.version, False)
-        log.info("model %s unloading: %s", mv.key, why,
-                 extra={"model": mv.name, "version": mv.version})
+        log.info("model %s unloading: %s", mv.key, why, extra={"model": mv.name, "version": mv.version})
         task = asyncio.get_running_loop().create_task(self._drain(mv, why), name=f"unload-{mv.key}")
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
         return task
 
-    async def _drain(self, mv: ModelVersion, why: str) -> None:
-        t0 = time.monotonic()
-        deadline = t0 + self.settings.unload_drain_s
-        while self.holders(mv) > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        mv.draining = False
-        if mv.batcher is not None:
-            await mv.batcher.close()  # whatever is still queued is answered first
-        self._release(mv)
+    async def _drain(self, mv: ServedModel, why: str) -> None:
+        async def finish() -> None:
+            mv.draining = False
+            if mv.batcher is not None:
+                await mv.batcher.close()  # whatever is still queued is answered first
+
+        seconds = await drain(lambda: mv.holders, self.settings.unload_drain_s, finish)
+        mv.release(self.metrics)
         self.probe_metrics.forget(mv.name, mv.version)
         if mv.state == UNLOADING:
-            mv.state, mv.reason = UNAVAILABLE, f"unloaded ({why})"
+            mv.status.set(UNAVAILABLE, Why.UNLOADED, f"unloaded ({why})")
         by_v = self.versions.get(mv.name, {})
         if by_v.get(mv.version) is mv and not mv.path.is_dir():
             del by_v[mv.version]  # its folder is gone: out of the index
             if not by_v:
                 self.versions.pop(mv.name, None)
-        log.info("model %s unloaded after %.3f s of draining", mv.key, time.monotonic() - t0,
-                 extra={"model": mv.name, "version": mv.version})
+        log.info("model %s unloaded after %.3f s of draining", mv.key, seconds,
+                 extra={"model": mv.name, "version": mv.version})  # fmt: skip
         self._changed()
 
     def _changed(self) -> None:
@@ -385,7 +165,7 @@ class ModelRepository:
             listener()
 
     # --- reconciling one model ----------------------------------------------------------------
-    async def reconcile(self, name: str, *, retry_failed: bool = False) -> list[ModelVersion]:
+    async def reconcile(self, name: str, *, retry_failed: bool = False) -> list[ServedModel]:
         """Bring ``name`` to what its folder and version policy say; returns the selected
         versions (each READY or UNAVAILABLE). ``retry_failed``: reload versions that failed
         even when their files did not change (explicit load)."""
@@ -393,10 +173,11 @@ class ModelRepository:
         async with lock:
             return await self._reconcile(name, retry_failed)
 
-    async def _reconcile(self, name: str, retry_failed: bool) -> list[ModelVersion]:
-        folders = self._version_dirs(name) if NAME_RE.match(name) else {}
-        policy, source = self.policy_for(name, folders)
+    async def _reconcile(self, name: str, retry_failed: bool) -> list[ServedModel]:
+        folders = version_dirs(self.root, name)
+        policy, source = self._policy(name, folders)
         chosen = policy.select(folders)
+        not_selected = f"not selected by the version policy {policy}"
         by_v = self.versions.setdefault(name, {})
         changed = False
         # 1. the selected versions: load what is not serving the current files, beside the rest
@@ -406,14 +187,12 @@ class ModelRepository:
             if cur is not None and cur.fingerprint == fp:
                 if cur.state == READY:
                     continue  # serving these files already
-                failed = cur.state == UNAVAILABLE and not cur.reason.startswith(
-                    ("not selected", "unloaded"))
-                if failed and not retry_failed:
+                if not cur.status.retryable and not retry_failed:
                     continue  # they failed and did not change since: not every poll again
             if cur is not None and cur.state == LOADING and cur.model is None:
                 cand = cur  # reuse the LOADING index entry scan() registered (it has no model yet)
             else:
-                cand = ModelVersion(name, v, path)
+                cand = ServedModel(name, v, path)
             cand.fingerprint = fp
             if cur is None or cur.state != READY:
                 by_v[v] = cand  # the index shows it LOADING
@@ -426,7 +205,8 @@ class ModelRepository:
                     by_v[v] = cand
                     self._retire(cur, "replaced by new files of the same version")
                 else:
-                    cur.reason = f"new files failed to load, still serving the previous ones: {cand.reason}"
+                    cur.status.note(Why.STALE_FILES, "new files failed to load, still serving the "
+                                    f"previous ones: {cand.reason}")  # fmt: skip
         # 2. versions no longer selected: unload once a selected one serves (or their folder is gone)
         selected_ready = any(by_v[v].serving for v in chosen if v in by_v)
         for v, mv in list(by_v.items()):
@@ -435,30 +215,28 @@ class ModelRepository:
             gone = v not in folders
             if mv.state == READY:
                 if selected_ready or gone:
-                    why = "version folder removed" if gone else f"not selected by the version policy {policy}"
-                    self._retire(mv, why)
+                    self._retire(mv, "version folder removed" if gone else not_selected)
                     changed = True
-                elif not mv.reason:
-                    mv.reason = (f"kept serving: no version the policy {policy} selects is ready "
-                                 f"({source})")  # fmt: skip
+                elif mv.status.why == Why.NONE:
+                    mv.status.note(Why.KEPT_SERVING, f"kept serving: no version the policy {policy} "
+                                   f"selects is ready ({source})")  # fmt: skip
             elif mv.state in (UNAVAILABLE, LOADING):
                 if gone:
                     del by_v[v]
                     changed = True
-                elif mv.state == LOADING or not mv.reason.startswith("unloaded"):
-                    mv.state, mv.reason = UNAVAILABLE, f"not selected by the version policy {policy}"
+                elif mv.state == LOADING or mv.status.why != Why.UNLOADED:
+                    mv.status.set(UNAVAILABLE, Why.NOT_SELECTED, not_selected)
         # 3. new folders the policy does not select: listed, not loaded
         for v, path in folders.items():
             if v not in by_v:
-                mv = ModelVersion(name, v, path, state=UNAVAILABLE,
-                                  reason=f"not selected by the version policy {policy}")
+                mv = ServedModel(name, v, path, UNAVAILABLE, Why.NOT_SELECTED, not_selected)
                 mv.fingerprint = fingerprint(path)
                 by_v[v] = mv
                 self.metrics.model_registered(name, v)
         if selected_ready:
             for v in chosen:  # a kept-serving note no longer applies
-                if v in by_v and by_v[v].serving and by_v[v].reason.startswith("kept serving"):
-                    by_v[v].reason = ""
+                if v in by_v and by_v[v].serving and by_v[v].status.why == Why.KEPT_SERVING:
+                    by_v[v].status.note(Why.NONE, "")
         if not by_v:
             self.versions.pop(name, None)
         if changed:
@@ -466,7 +244,7 @@ class ModelRepository:
         return [by_v[v] for v in sorted(chosen, key=int) if v in by_v]
 
     async def reconcile_all(self) -> None:
-        names = {d.name for d in self._model_dirs()} | set(self.versions)
+        names = {d.name for d in model_dirs(self.root)} | set(self.versions)
         for name in sorted(names):
             if self.closing:
                 return
@@ -495,7 +273,7 @@ class ModelRepository:
     def start_background(self, coro: Any, name: str) -> None:
         self._background.append(asyncio.get_running_loop().create_task(coro, name=name))
 
-    async def load_model(self, name: str) -> list[ModelVersion]:
+    async def load_model(self, name: str) -> list[ServedModel]:
         """Explicit load (or reload) of ``name``; ``LoadFailed`` unless every selected
         version is READY (the versions that were serving keep serving either way)."""
         if not NAME_RE.match(name) or not (self.root / name).is_dir():
@@ -510,7 +288,7 @@ class ModelRepository:
                 f"version {mv.version} is {mv.state}: {mv.reason}" for mv in bad))
         return selected
 
-    async def unload_model(self, name: str) -> list[ModelVersion]:
+    async def unload_model(self, name: str) -> list[ServedModel]:
         """Explicit unload of every version of ``name``; returns once they have drained."""
         by_v = self.versions.get(name)
         if not by_v:
@@ -533,7 +311,7 @@ class ModelRepository:
         closing = []
         for mv in self.all_versions():
             if mv.state in (READY, LOADING, UNLOADING):
-                mv.state, mv.reason = UNLOADING, "server shutting down"
+                mv.status.set(UNLOADING, Why.SHUTTING_DOWN, "server shutting down")
             mv.draining = False
             self.metrics.set_ready(mv.name, mv.version, False)
             if mv.batcher is not None:
@@ -551,7 +329,7 @@ class ModelRepository:
     def names(self) -> list[str]:
         return sorted(self.versions)
 
-    def find(self, name: str, version: str | None = None) -> ModelVersion:
+    def find(self, name: str, version: str | None = None) -> ServedModel:
         """The version asked for, or the highest ready version (else the highest one)."""
         by_version = self.versions.get(name)
         if not by_version:
@@ -569,7 +347,7 @@ class ModelRepository:
                 return mv
         return ordered[0]
 
-    def find_ready(self, name: str, version: str | None = None) -> ModelVersion:
+    def find_ready(self, name: str, version: str | None = None) -> ServedModel:
         mv = self.find(name, version)
         if not mv.serving:
             why = {

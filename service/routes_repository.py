@@ -19,14 +19,15 @@ from fastapi.responses import JSONResponse, Response
 from service import jsonbody
 from service.deps import get_state, read_body, require_api_key
 from service.errors import BadInput, ModelNotFound, error_response
-from service.repository import LoadFailed, ModelVersion
+from service.repository import LoadFailed
 from service.schemas import RepositoryIndexEntry, errors
+from service.served_model import ServedModel
 from service.settings import Settings
 
 TAGS = ["v2: Open Inference Protocol"]
 
 
-def index_row(mv: ModelVersion) -> dict[str, Any]:
+def index_row(mv: ServedModel) -> dict[str, Any]:
     return {"name": mv.name, "version": mv.version, "state": mv.state, "reason": mv.reason}
 
 

@@ -30,16 +30,16 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service import jsonbody
-from service.dataplane import parse_mode
-from service.deps import get_state, lookup_model, read_body, require_api_key
+from service.codec_v1 import classification_body
+from service.deps import OFFLOAD_BYTES, get_state, lookup_model, read_body, require_api_key
 from service.errors import BadInput, UnsupportedMediaType
 from service.images import CONTENT_TYPES, check_pixels, decode_image, json_numbers
-from service.repository import ModelVersion
+from service.inference import parse_mode
 from service.schemas import ClassifyResponse, ModelList, ModelVersions, errors
+from service.served_model import ServedModel
 
 router = APIRouter(prefix="/v1", tags=["v1: simple API"])
 
-OFFLOAD_BYTES = 64 * 1024  # decode bodies larger than this in a worker thread
 
 
 class ClassifyJSON(BaseModel):
@@ -70,7 +70,7 @@ ERRORS = errors(400, 401, 404, 408, 413, 415, 500, 503, 504)
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def model_entry(mv: ModelVersion) -> dict[str, Any]:
+def model_entry(mv: ServedModel) -> dict[str, Any]:
     art = mv.artifact
     return {
         "name": mv.name,
@@ -121,7 +121,7 @@ def _decode_pixels(data: Any, shape: tuple[int, int, int], value_range: tuple[fl
 
 
 async def _read_classify_body(
-    request: Request, mv: ModelVersion
+    request: Request, mv: ServedModel
 ) -> tuple[np.ndarray, str | None, int | None]:
     """(pixels [C, H, W], mode, top_k) from any of the accepted body kinds."""
     state = get_state(request)
@@ -206,13 +206,13 @@ async def _classify(
 ) -> JSONResponse:
     state = get_state(request)
     mv = lookup_model(request, name, version, ready=True)
-    with state.metrics.series(mv.name, mv.version).inflight.track_inprogress():
+    with mv.hold(state.metrics):
         pixels, body_mode, body_k = await _read_classify_body(request, mv)
         query_mode = parse_mode(mode)  # checked even when the body's mode wins
         chosen_mode = parse_mode(body_mode) if body_mode is not None else query_mode
         k = body_k if body_k is not None else top_k
         result = await state.dataplane.classify(mv, pixels, mode=chosen_mode, top_k=k)
-    return JSONResponse(result)
+    return JSONResponse(classification_body(result))
 
 
 # The enum is checked by parse_mode (one message for query, form and JSON).

@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from artifact_contract import INPUT_IMAGE, INPUT_MIX, OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
-from service.codec_v2 import HEADER_LENGTH, decompress, parse_infer_request
+from service.codec_v2 import HEADER_LENGTH, decompress, encode_infer_response, parse_infer_request
 from service.deps import (
+    OFFLOAD_BYTES,
     SERVER_NAME,
     DirectRoute,
     get_state,
@@ -23,8 +23,6 @@ from service.deps import (
     require_api_key,
 )
 from service.errors import BadInput, error_response
-from service.postprocess import OUTPUT_ADVERSARIAL, OUTPUT_PROBABILITIES
-from service.repository import ModelVersion
 from service.schemas import (
     InferenceResponse,
     Liveness,
@@ -35,6 +33,7 @@ from service.schemas import (
     ServerMetadata,
     errors,
 )
+from service.served_model import ServedModel
 
 router = APIRouter(prefix="/v2", tags=["v2: Open Inference Protocol"])
 
@@ -44,49 +43,6 @@ INFER_ERRORS = errors(400, 401, 404, 408, 413, 415, 500, 503, 504)
 def ok(model: type, description: str = "OK") -> dict[int | str, dict[str, Any]]:
     return {200: {"model": model, "description": description}}
 
-OFFLOAD_BYTES = 64 * 1024  # parse bodies larger than this in a worker thread
-
-
-def tensor_metadata(mv: ModelVersion) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    art = mv.artifact
-    if art is None:
-        return [], []
-    c, h, w = art.input_shape
-    k = art.num_classes
-    inputs = [
-        {"name": INPUT_IMAGE, "datatype": "FP32", "shape": [-1, c, h, w]},
-        {"name": INPUT_MIX, "datatype": "FP32", "shape": [-1], "optional": True},
-    ]
-    outputs = [
-        {"name": OUTPUT_LOGITS, "datatype": "FP32", "shape": [-1, k]},
-        {"name": OUTPUT_P_ADV, "datatype": "FP32", "shape": [-1]},
-        {"name": OUTPUT_MIX, "datatype": "FP32", "shape": [-1]},
-        {"name": OUTPUT_PROBABILITIES, "datatype": "FP32", "shape": [-1, k]},
-        {"name": OUTPUT_ADVERSARIAL, "datatype": "BOOL", "shape": [-1]},
-    ]
-    return inputs, outputs
-
-
-def model_metadata(request: Request, mv: ModelVersion) -> dict[str, Any]:
-    repo = get_state(request).repository
-    inputs, outputs = tensor_metadata(mv)
-    art = mv.artifact
-    return {
-        "name": mv.name,
-        "versions": sorted(repo.versions[mv.name], key=int),
-        "platform": "onnxruntime_onnx",
-        "inputs": inputs,
-        "outputs": outputs,
-        # Extensions to the protocol's fields (clients ignore what they do not know):
-        "version": mv.version,
-        "state": mv.state,
-        "reason": mv.reason or None,
-        "probes": mv.probe_status if art is not None else None,
-        "provider": mv.provider,
-        "kind": art.kind if art is not None else None,
-        "threshold": mv.threshold if art is not None else None,
-        "class_names": list(art.class_names) if art is not None else None,
-    }
 
 
 # --- server ----------------------------------------------------------------------------------
@@ -114,16 +70,18 @@ async def ready(request: Request) -> Response:
 @router.get("/models/{name}", summary="Model metadata (latest ready version)",
             response_model=None, responses={**ok(ModelMetadata), **errors(404)})
 async def metadata(request: Request, name: str) -> dict[str, Any]:
-    return model_metadata(request, lookup_model(request, name, None, ready=False))
+    state = get_state(request)
+    return state.dataplane.metadata(lookup_model(request, name, None, ready=False), state.repository)
 
 
 @router.get("/models/{name}/versions/{version}", summary="Model version metadata",
             response_model=None, responses={**ok(ModelMetadata), **errors(404)})
 async def metadata_version(request: Request, name: str, version: str) -> dict[str, Any]:
-    return model_metadata(request, lookup_model(request, name, version, ready=False))
+    state = get_state(request)
+    return state.dataplane.metadata(lookup_model(request, name, version, ready=False), state.repository)
 
 
-def _ready_answer(request: Request, mv: ModelVersion) -> Response:
+def _ready_answer(request: Request, mv: ServedModel) -> Response:
     if mv.serving and not get_state(request).draining:
         return JSONResponse({"name": mv.name, "version": mv.version, "ready": True})
     why = mv.reason or mv.state.lower()
@@ -144,42 +102,16 @@ async def model_version_ready(request: Request, name: str, version: str) -> Resp
     return _ready_answer(request, lookup_model(request, name, version, ready=False))
 
 
-def _config(mv: ModelVersion, request: Request) -> dict[str, Any]:
-    s = get_state(request).settings
-    inputs, outputs = tensor_metadata(mv)
-
-    def dims(t: dict[str, Any]) -> list[int]:
-        return t["shape"][1:] or [1]
-
-    return {
-        "name": mv.name,
-        "platform": "onnxruntime_onnx",
-        "backend": "onnxruntime",
-        "max_batch_size": s.max_request_batch,
-        "input": [{"name": t["name"], "data_type": "TYPE_" + t["datatype"], "dims": dims(t),
-                   **({"optional": True, "reshape": {"shape": []}} if t.get("optional") else {})}
-                  for t in inputs],
-        "output": [{"name": t["name"], "data_type": "TYPE_" + t["datatype"], "dims": dims(t),
-                    **({"reshape": {"shape": []}} if len(t["shape"]) == 1 else {})}
-                   for t in outputs],
-        "dynamic_batching": {
-            "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000),
-            "preferred_batch_size": [s.max_batch_size],
-        },
-        "version_policy": {"specific": {"versions": [mv.version]}},
-    }
-
-
 @router.get("/models/{name}/config", summary="Triton-style model configuration",
             response_model=None, responses={**ok(ModelConfig), **errors(404)})
 async def config(request: Request, name: str) -> dict[str, Any]:
-    return _config(lookup_model(request, name, None, ready=False), request)
+    return get_state(request).dataplane.config(lookup_model(request, name, None, ready=False))
 
 
 @router.get("/models/{name}/versions/{version}/config", summary="Triton-style model configuration",
             response_model=None, responses={**ok(ModelConfig), **errors(404)})
 async def config_version(request: Request, name: str, version: str) -> dict[str, Any]:
-    return _config(lookup_model(request, name, version, ready=False), request)
+    return get_state(request).dataplane.config(lookup_model(request, name, version, ready=False))
 
 
 # --- inference ---------------------------------------------------------------------------------
@@ -187,9 +119,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     state = get_state(request)
     s = state.settings
     mv = lookup_model(request, name, version, ready=True)
-    inflight = state.metrics.series(mv.name, mv.version).inflight
-    inflight.inc()
-    try:
+    with mv.hold(state.metrics):
         body = await read_body(request, s.max_body_bytes)
         body = decompress(body, request.headers.get("content-encoding"), s.max_body_bytes)
         if not body:
@@ -199,9 +129,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
             req = await asyncio.to_thread(parse_infer_request, body, header)
         else:
             req = parse_infer_request(body, header)
-        content, headers = await state.dataplane.infer_v2(mv, req)
-    finally:
-        inflight.dec()
+        content, headers = encode_infer_response(await state.dataplane.infer(mv, req))
     return Response(content=content, headers=headers, media_type=headers["Content-Type"])
 
 

@@ -294,12 +294,5 @@ def build_server(
     )
     server = GracefulServer(config, app.state.awnet.begin_drain, settings.shutdown_delay_s,
                             parent_pid=parent_pid, on_started=on_started)
-    # A request alone in the server may run a short model call inline (service/batching.py):
-    # no other request in progress (uvicorn's request tasks, one per request whose head has
-    # arrived) and no other open connection. The second condition keeps it to one sequential
-    # client: with many connections at moderate load a request is briefly alone about 1 % of
-    # the time, and inlining those raised the tail latency (docs/decisions.md).
-    state = server.server_state
-    app.state.awnet.repository.alone = (
-        lambda: len(state.tasks) <= 1 and len(state.connections) <= 1)
+    app.state.awnet.occupancy.bind(server.server_state)  # a lone request may run inline
     return server

@@ -169,17 +169,13 @@ def test_canary_never_runs_ahead_of_requests(tmp_path):
     """While a request holds the version, the canary waits."""
     write_probed_version(tmp_path, FAKE_MODEL, "1")
     with app_client(tmp_path) as c:
-        from service.probes import Canary
+        from service.canary import Canary
 
         repo = c.app.state.awnet.repository
         mv = repo.find(FAKE_MODEL, "1")
-        canary = Canary(repo, interval_s=0.3)
-        gauge = c.app.state.awnet.metrics.inflight.labels(FAKE_MODEL, "1")
-        gauge.inc()  # a request in flight
-        try:
+        canary = Canary(repo.all_versions, repo.probe_metrics, interval_s=0.3)
+        with mv.hold(c.app.state.awnet.metrics):  # a request in flight
             assert c.portal.call(canary.run_once, mv) is None  # gave up: never got idle
-        finally:
-            gauge.dec()
         report = c.portal.call(canary.run_once, mv)
         assert report is not None and report.passed
 

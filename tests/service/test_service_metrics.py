@@ -33,7 +33,7 @@ def test_contract_metric_names_types_and_buckets(client):
     text = metrics_text(client)
     families = {f.name: f for f in text_string_to_metric_families(text)}
     contract = contract_families()
-    assert len(contract) == 20, contract  # 14 + the 6 awnet_probe_* of docs/lifecycle.md
+    assert len(contract) == 21, contract  # 15 + the 6 awnet_probe_* of docs/lifecycle.md
     for name, kind in contract.items():
         assert name in families, name
         assert families[name].type == kind, name
@@ -94,6 +94,10 @@ def test_metrics_move_with_requests(client):
     assert _delta(before, after, "awnet_queue_duration_seconds_count", **LABELS) == 2
     assert _delta(before, after, "awnet_inference_duration_seconds_count", **LABELS) >= 1
     assert _delta(before, after, "awnet_batch_size_sum", **LABELS) == 6
+    for stage in ("decode", "postprocess"):  # per request: the two requests above
+        assert _delta(before, after, "awnet_stage_duration_seconds_count", stage=stage, **LABELS) == 2
+    for stage in ("run", "derive", "observe"):  # per batch: one or two
+        assert _delta(before, after, "awnet_stage_duration_seconds_count", stage=stage, **LABELS) >= 1
     assert metric(after, "awnet_queue_depth", **LABELS) == 0
     assert metric(after, "awnet_inflight_requests", **LABELS) == 0
 

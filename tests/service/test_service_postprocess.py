@@ -4,15 +4,14 @@ them: each request gets its own rows, and only a request whose own rows are not 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from artifact_contract import OUTPUT_LOGITS, OUTPUT_MIX, OUTPUT_P_ADV
-from service.dataplane import DataPlane
 from service.errors import InferenceFailed
-from service.metrics import Metrics
+from service.lifecycle import State
 from service.postprocess import (
     NONFINITE,
     OUTPUT_ADVERSARIAL,
@@ -20,6 +19,7 @@ from service.postprocess import (
     derive,
     finite_rows,
 )
+from service.served_model import ServedModel
 from service.settings import Settings
 from tests.support.batching import Runner, batcher, req
 
@@ -69,11 +69,12 @@ def test_only_the_request_with_non_finite_rows_fails_in_a_shared_batch():
     async def main():
         runner = _NanRunner()
         b = batcher(runner, max_delay_s=0.05)
-        mv = SimpleNamespace(batcher=b, ready=True, name="m", version="1", threshold=0.5)
-        plane = DataPlane(Settings(), Metrics())
+        mv = ServedModel("m", "1", Path("."), State.READY)
+        mv.batcher, mv.threshold = b, 0.5
+        timeout = Settings().request_timeout_s
         try:
-            good, bad = await asyncio.gather(plane.infer(mv, req(0.7, n=2)[0]),
-                                             plane.infer(mv, req(9.0)[0]),
+            good, bad = await asyncio.gather(mv.predict(req(0.7, n=2)[0], None, timeout),
+                                             mv.predict(req(9.0)[0], None, timeout),
                                              return_exceptions=True)
         finally:
             await b.close()

@@ -28,7 +28,7 @@ def test_unhandled_errors_answer_500_json_once_logged(repository, monkeypatch, c
     with app_client(repository) as c:
         c.app.add_api_route("/boom", _boom_route, methods=["GET"])  # behind FastAPI's stack
         with monkeypatch.context() as m, caplog.at_level(logging.INFO):
-            m.setattr(DataPlane, "infer_v2", _boom)  # the fast lane's route
+            m.setattr(DataPlane, "infer", _boom)  # the fast lane's route
             answers = {"lane": c.post(V2, json=GOOD, headers={"X-Request-ID": "lane-1"}),
                        "framework": c.get("/boom", headers={"X-Request-ID": "fw-1"})}
         after = c.post(V2, json=GOOD)
