@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("models", "training", "service", "artifact_contract", "benchmarks", "scripts")
+PACKAGES = ("models", "training", "service", "artifact_contract", "benchmarks", "scripts", "experiments")
 
 #: module -> {imported module: "file:line" of the first such import}
 Graph = dict[str, dict[str, str]]

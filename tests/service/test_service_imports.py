@@ -9,7 +9,7 @@ import sys
 from tests.support.paths import ROOT
 
 SERVICE = ROOT / "service"
-FORBIDDEN = ("torch", "training", "models", "torchvision", "onnxscript")
+FORBIDDEN = ("torch", "training", "models", "experiments", "torchvision", "onnxscript")
 
 
 def _imports(path):

@@ -1,4 +1,4 @@
-"""What item 4's goal would imply, by Tramer's reduction (issue 8).
+"""Tramer's reduction applied to two evaluation cards.
 
 Tramer (ICML 2022, "Detecting adversarial examples is (nearly) as hard as classifying
 them"): a classifier with a detector whose robust risk with detection is R at distance eps
@@ -7,15 +7,15 @@ converse. Robust risk with detection counts a digit as lost when its clean versi
 misclassified or flagged, or when some perturbation within eps is misclassified and not
 flagged. From an evaluation card it is at most clean error + clean FPR + missed.
 
-This script reads two `evaluate` cards: the AW-Net card (eps 0.3, its router flags at the
+This reads two `evaluate` cards: the AW-Net card (eps 0.3, its router flags at the
 manifest threshold) and the best static classifier's card at eps / 2. It prints the robust
 risk with detection of the AW-Net as measured, the largest one item 4's goal allows (clean
 FPR 1 %, at least 90 % of the fooled digits flagged: missed <= 10 % of the fooled share),
 and the robust accuracy at eps / 2 that each implies, beside the static model's measured
-worst case at eps / 2. Not product code: the record of how docs/results.md's section
-"What item 4's goal implies" was computed.
+worst case at eps / 2 (docs/results.md, "What item 4's goal implies"; printed outputs in
+results/issue8/half-eps-bound/):
 
-    python results/issue8/half-eps-bound/bound.py \
+    python -m experiments.detection_bound \
         results/issue8/chain-pgdat-teacher-fpr1/evaluation.json \
         results/issue8/half-eps-bound/pgd-at-eps0.15/evaluation.json
 """
@@ -29,7 +29,8 @@ from pathlib import Path
 GOAL_FPR, GOAL_FLAGGED = 0.01, 0.90
 
 
-def main(detector_card: str, half_eps_card: str) -> None:
+def report(detector_card: str, half_eps_card: str) -> None:
+    """Print the measured and the goal's robust risk with detection, and what each implies."""
     det = json.loads(Path(detector_card).read_text())
     half = json.loads(Path(half_eps_card).read_text())
     eps, half_eps = det["settings"]["eps"], half["settings"]["eps"]
@@ -57,7 +58,13 @@ def main(detector_card: str, half_eps_card: str) -> None:
           f"beyond this classifier")
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 3:
+def main(argv: list[str]) -> int:
+    """``DETECTOR_CARD HALF_EPS_CARD``, else the usage."""
+    if len(argv) != 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    report(argv[0], argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
