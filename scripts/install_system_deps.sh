@@ -5,6 +5,8 @@
 #   buildah, debootstrap   (Debian packages: build and run the images without a Docker daemon,
 #                           on a local Debian base; scripts/build_image.sh, tests/deploy/test_image.py)
 #   wrk                    (Debian package "wrk": the HTTP load of `python -m benchmarks`)
+#   curl                   (Debian package "curl": scripts/docs_examples.py runs the docs' curl
+#                           commands as shown, tests/docs/test_docs_examples.py)
 #   chromium, chromedriver (Debian packages "chromium" and "chromium-driver", plus the
 #                           fonts-dejavu-core fonts for its screenshots: the page at / in a
 #                           headless browser, tests/service/test_web_page.py)
@@ -40,11 +42,12 @@ have docker-compose || missing+=(docker-compose)
 have buildah || missing+=(buildah)
 have debootstrap || missing+=(debootstrap)
 have wrk || missing+=(wrk)
+have curl || missing+=(curl)
 have chromium || missing+=(chromium fonts-dejavu-core)
 have chromedriver || missing+=(chromium-driver)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install_system_deps: promtool, prometheus, docker-compose, buildah, debootstrap, wrk, chromium and chromedriver already installed"
+  echo "install_system_deps: promtool, prometheus, docker-compose, buildah, debootstrap, wrk, curl, chromium and chromedriver already installed"
   exit 0
 fi
 
