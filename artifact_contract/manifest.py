@@ -19,35 +19,22 @@ top-level keys in ``extra``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 from artifact_contract import names
-
-if TYPE_CHECKING:
-    from artifact_contract.robustness import Robustness
+from artifact_contract.blocks import Block
+from artifact_contract.errors import ArtifactError
+from artifact_contract.fields import is_number, is_positive_int, require, validate_file_block
+from artifact_contract.policy import VersionPolicy
+from artifact_contract.probes import validate_block as validate_probes_block
+from artifact_contract.robustness import Robustness, robustness_of
 
 REQUIRED_KEYS = (
     "schema_version", "name", "version", "kind", "class_names", "input.shape", "input.range",
     "router", "onnx.file", "onnx.sha256",
 )  # fmt: skip
-_ALWAYS_WRITTEN = {"router"}  # written even when None (null means "no router")
-_NOT_SERIALISED = {"extra", "source"}
-
-
-class ArtifactError(Exception):
-    """A model version that must not be written or served; the message names the file and why."""
-
-
-def validate_file_block(block: Any, key: str, where: Any) -> None:
-    """A block that names a file beside the manifest by name and SHA-256."""
-    f = block.get("file") if isinstance(block, dict) else None
-    if not isinstance(f, str) or not f or Path(f).name != f:
-        raise ArtifactError(f"{where}: {key}.file must be a file name in the same folder, got {f!r}")
-    sha = block.get("sha256")
-    if not isinstance(sha, str) or not names.SHA256_RE.match(sha.lower()):
-        raise ArtifactError(f"{where}: {key}.sha256 must be 64 hex digits")
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -64,60 +51,8 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _require(data: dict[str, Any], dotted: str, where: Any) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ArtifactError(f"{where}: required key '{dotted}' is missing")
-        node = node[part]
-    return node
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively: what JSON will hold."""
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-class _Block:
-    """Shared (de)serialisation: fields in declaration order, None left out (unless always
-    written), unknown keys kept in ``extra`` and written after the known ones."""
-
-    extra: dict[str, Any]
-
-    @classmethod
-    def _split(cls, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        known = {f.name for f in fields(cls)} - _NOT_SERIALISED  # type: ignore[arg-type]
-        return ({k: v for k, v in data.items() if k in known},
-                {k: v for k, v in data.items() if k not in known})  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            if f.name in _NOT_SERIALISED:
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, _Block):
-                out[f.name] = value.to_dict()
-            elif value is not None or f.name in _ALWAYS_WRITTEN:
-                out[f.name] = _plain(value)
-        out.update(_plain(self.extra))
-        return out
-
-
 @dataclass(kw_only=True)
-class InputSpec(_Block):
+class InputSpec(Block):
     """``input``: what the graph's ``image`` takes."""
 
     shape: list[int]  # [C, H, W]
@@ -136,9 +71,9 @@ class InputSpec(_Block):
 
     def validate(self, where: Any) -> None:
         shape, rng = self.shape, self.range
-        if not (isinstance(shape, list | tuple) and len(shape) == 3 and all(_positive_int(d) for d in shape)):
+        if not (isinstance(shape, list | tuple) and len(shape) == 3 and all(is_positive_int(d) for d in shape)):
             raise ArtifactError(f"{where}: input.shape must be [C, H, W] positive integers, got {shape!r}")
-        if not (isinstance(rng, list | tuple) and len(rng) == 2 and all(_number(v) for v in rng)
+        if not (isinstance(rng, list | tuple) and len(rng) == 2 and all(is_number(v) for v in rng)
                 and rng[0] < rng[1]):  # fmt: skip
             raise ArtifactError(f"{where}: input.range must be [low, high] with low < high, got {rng!r}")
 
@@ -153,7 +88,7 @@ def io_shapes(shape: tuple[int, int, int] | list[int], num_classes: int) -> dict
 
 
 @dataclass(kw_only=True)
-class OnnxSpec(_Block):
+class OnnxSpec(Block):
     """``onnx``: the graph file beside the manifest and what it is."""
 
     file: str = names.ONNX_FILE
@@ -190,23 +125,20 @@ class OnnxSpec(_Block):
                    inputs=shapes.get("inputs"), outputs=shapes.get("outputs"), **kw)  # fmt: skip
 
     def validate(self, where: Any) -> None:
-        name = self.file
-        if not isinstance(name, str) or not name or Path(name).name != name:
-            raise ArtifactError(f"{where}: onnx.file must be a file name in the same folder, got {name!r}")
-        if not isinstance(self.sha256, str) or not names.SHA256_RE.match(self.sha256.lower()):
-            raise ArtifactError(f"{where}: onnx.sha256 must be 64 hex digits")
+        validate_file_block({"file": self.file, "sha256": self.sha256}, "onnx", where)
 
 
 @dataclass(kw_only=True)
-class Manifest(_Block):
+class Manifest(Block):
     """One model version's ``manifest.json``. Fields are written in this order."""
 
+    always_written: ClassVar[frozenset[str]] = frozenset({"router"})  # null: "no router"
     schema_version: int = names.SCHEMA_VERSION
     name: str
     version: str
     created_at: str | None = None
     arch: str | None = None
-    kind: str  # one of KINDS
+    kind: str  # one of names.MODEL_KINDS
     method: str | None = None  # training method; readers fall back to kind
     dataset: str | None = None
     class_names: list[str]
@@ -232,7 +164,7 @@ class Manifest(_Block):
     def from_dict(cls, data: dict[str, Any], where: Any = names.MANIFEST_FILE) -> Manifest:
         """Validate a parsed manifest; ``where`` (the file) starts every error message."""
         for key in REQUIRED_KEYS:
-            _require(data, key, where)
+            require(data, key, where)
         known, extra = cls._split(data)
         version = known["version"]
         if isinstance(version, int) and not isinstance(version, bool):
@@ -263,8 +195,8 @@ class Manifest(_Block):
             raise ArtifactError(f"{where}: name {self.name!r} must match [a-z0-9][a-z0-9._-]*")
         if not isinstance(self.version, str) or not names.VERSION_RE.match(self.version):
             raise ArtifactError(f"{where}: version {self.version!r} must be a positive integer string")
-        if self.kind not in names.KINDS:
-            raise ArtifactError(f"{where}: kind {self.kind!r} must be one of {', '.join(names.KINDS)}")
+        if self.kind not in names.MODEL_KINDS:
+            raise ArtifactError(f"{where}: kind {self.kind!r} must be one of {', '.join(names.MODEL_KINDS)}")
         classes = self.class_names
         if not isinstance(classes, list | tuple) or not classes or not all(isinstance(c, str) for c in classes):
             raise ArtifactError(f"{where}: class_names must be a non-empty list of strings")
@@ -273,18 +205,14 @@ class Manifest(_Block):
             if not isinstance(self.router, dict):
                 raise ArtifactError(f"{where}: router must be an object or null")
             thr = self.router.get("threshold")
-            if not _number(thr) or not 0.0 <= float(thr) <= 1.0:
+            if not is_number(thr) or not 0.0 <= float(thr) <= 1.0:
                 raise ArtifactError(f"{where}: router.threshold must be a number in [0, 1], got {thr!r}")
         self.onnx.validate(where)
         if self.probes is not None:
-            from artifact_contract.probes import validate_block
-
-            validate_block(self.probes, where)
+            validate_probes_block(self.probes, where)
         if self.torch_state is not None:
             validate_file_block(self.torch_state, "torch_state", where)
         if self.version_policy is not None:
-            from artifact_contract.policy import VersionPolicy
-
             VersionPolicy.from_dict(self.version_policy, where)
         if self.evaluation is not None:
             self.robustness(where)
@@ -292,8 +220,6 @@ class Manifest(_Block):
 
     def robustness(self, where: Any = None) -> Robustness | None:
         """``evaluation.robustness`` as a validated ``Robustness``, None when absent."""
-        from artifact_contract.robustness import robustness_of
-
         if self.evaluation is not None and not isinstance(self.evaluation, dict):
             raise ArtifactError(f"{where or self.source or names.MANIFEST_FILE}: evaluation must be an object")
         return robustness_of(self.evaluation, where or self.source or names.MANIFEST_FILE)

@@ -24,7 +24,7 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 SCHEMA_VERSION = 1  # what writers write
 SUPPORTED_SCHEMA_VERSIONS = (1,)  # what readers accept
-KINDS = ("awnet", "static")
+MODEL_KINDS = ("awnet", "static")  # the manifest's kind: with a router, or the plain backbone
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

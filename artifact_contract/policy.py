@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from artifact_contract.manifest import ArtifactError
+from artifact_contract.errors import ArtifactError
 
-KINDS = ("all", "latest", "specific")
+POLICY_KINDS = ("all", "latest", "specific")  # the keys of Triton's version_policy
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class VersionPolicy:
         if not isinstance(data, dict) or len(data) != 1:
             raise bad
         (kind, body), = data.items()
-        if kind not in KINDS or not isinstance(body, dict):
+        if kind not in POLICY_KINDS or not isinstance(body, dict):
             raise bad
         if kind == "all":
             return cls("all")

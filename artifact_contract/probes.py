@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from artifact_contract import names
-from artifact_contract.manifest import ArtifactError, validate_file_block
+from artifact_contract.errors import ArtifactError
+from artifact_contract.fields import is_number, validate_file_block
 
 PROBES_FILE = "probes.npz"
 SETS = ("clean", "adversarial")
@@ -41,17 +42,13 @@ ARRAYS = ("images", "labels", "logits", "p_adv")
 DEFAULT_TOLERANCE = {"logits": 1e-3, "p_adv": 1e-4, "accuracy": 0.05, "flagged": 0.05}
 
 
-def _num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
 def validate_block(block: Any, where: Any) -> None:
     """The manifest's ``probes`` block: raise ``ArtifactError`` naming the field."""
     if not isinstance(block, dict):
         raise ArtifactError(f"{where}: probes must be an object or absent")
     validate_file_block(block, "probes", where)
     thr = block.get("threshold")
-    if thr is not None and not (_num(thr) and 0.0 <= thr <= 1.0):
+    if thr is not None and not (is_number(thr) and 0.0 <= thr <= 1.0):
         raise ArtifactError(f"{where}: probes.threshold must be a number in [0, 1] or null, got {thr!r}")
     for s in SETS:
         part = block.get(s)
@@ -62,10 +59,10 @@ def validate_block(block: Any, where: Any) -> None:
             raise ArtifactError(f"{where}: probes.{s}.count must be a positive integer, got {count!r}")
         for rate in ("accuracy", "flagged"):
             v = part.get(rate)
-            if v is not None and not (_num(v) and 0.0 <= v <= 1.0):
+            if v is not None and not (is_number(v) and 0.0 <= v <= 1.0):
                 raise ArtifactError(f"{where}: probes.{s}.{rate} must be a rate in [0, 1], got {v!r}")
     tol = block.get("tolerance", {})
-    if not isinstance(tol, dict) or not all(_num(v) and v >= 0 for v in tol.values()):
+    if not isinstance(tol, dict) or not all(is_number(v) and v >= 0 for v in tol.values()):
         raise ArtifactError(f"{where}: probes.tolerance must map checks to non-negative numbers")
 
 

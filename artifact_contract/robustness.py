@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from artifact_contract.manifest import ArtifactError, _Block, _number, _positive_int
+from artifact_contract.blocks import Block
+from artifact_contract.errors import ArtifactError
+from artifact_contract.fields import is_number, is_positive_int
 
 ROBUSTNESS_KEY = "robustness"  # under the manifest's ``evaluation`` block
 _SHARES = ("clean_acc", "worst_case_acc", "worst_case_wra", "missed", "detected_share", "clean_fpr",
@@ -21,7 +23,7 @@ _SHARES = ("clean_acc", "worst_case_acc", "worst_case_wra", "missed", "detected_
 
 
 @dataclass(kw_only=True)
-class Robustness(_Block):
+class Robustness(Block):
     """The summary of one evaluation card. Shares are fractions in [0, 1] of the card's
     ``samples`` test images at L-inf ``eps``; the router's figures are None without a router."""
 
@@ -56,15 +58,15 @@ class Robustness(_Block):
     def validate(self, where: Any = "evaluation.robustness") -> Robustness:
         for name in _SHARES:
             value = getattr(self, name)
-            if value is not None and not (_number(value) and 0.0 <= float(value) <= 1.0):
+            if value is not None and not (is_number(value) and 0.0 <= float(value) <= 1.0):
                 raise ArtifactError(f"{where}: evaluation.robustness.{name} must be a number in [0, 1], got {value!r}")
-        if not (_number(self.eps) and float(self.eps) > 0):
+        if not (is_number(self.eps) and float(self.eps) > 0):
             raise ArtifactError(f"{where}: evaluation.robustness.eps must be a positive number, got {self.eps!r}")
-        if not _positive_int(self.samples):
+        if not is_positive_int(self.samples):
             raise ArtifactError(f"{where}: evaluation.robustness.samples must be a positive integer")
         if not isinstance(self.sanity_passed, bool):
             raise ArtifactError(f"{where}: evaluation.robustness.sanity_passed must be true or false")
-        if not isinstance(self.attacks, dict) or not all(_number(v) for v in self.attacks.values()):
+        if not isinstance(self.attacks, dict) or not all(is_number(v) for v in self.attacks.values()):
             raise ArtifactError(f"{where}: evaluation.robustness.attacks must map attack names to accuracies")
         return self
 
