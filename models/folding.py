@@ -48,11 +48,20 @@ class _LeafTracer(torch.fx.Tracer):
 
 
 def conv_bn_pairs(
-    backbone: nn.Module, convs: Sequence[nn.Module], mixbns: Sequence[nn.Module]
+    backbone: nn.Module,
+    convs: Sequence[nn.Module],
+    bns: Sequence[nn.Module],
+    *,
+    exclusive: bool = True,
 ) -> tuple[tuple[int, int], ...]:
-    """(conv index, MixBN index) of every conv whose output feeds exactly one MixBN and
-    nothing else; indices into ``convs`` and ``mixbns`` (so a deep copy keeps its pairs).
-    An untraceable backbone gives no pairs."""
+    """(conv index, BN index) of every conv whose output a BN of ``bns`` reads directly, read
+    from the backbone's code by ``torch.fx``; indices into ``convs`` and ``bns`` (so a deep
+    copy keeps its pairs), in the order the convs run. An untraceable backbone gives no pairs.
+
+    ``exclusive`` (the fold): only where that BN is the conv's one reader and each module is
+    called once, since only then can omega move into the BN's scale. Otherwise (the weights
+    analysis' effective filters, ``training.analysis.weights``): the first BN that reads each
+    conv's output, whatever else reads it too."""
     try:
         graph = _LeafTracer().trace(backbone)
     except Exception:  # noqa: BLE001 - any tracing failure only means "fold less"
@@ -61,19 +70,22 @@ def conv_bn_pairs(
     calls = [n for n in graph.nodes if n.op == "call_module"]
     times_called = Counter(n.target for n in calls)
     conv_index = {id(c): i for i, c in enumerate(convs)}
-    bn_index = {id(b): i for i, b in enumerate(mixbns)}
-    pairs = []
+    bn_index = {id(b): i for i, b in enumerate(bns)}
+    pairs: dict[int, int] = {}
     for node in calls:
         conv = modules[node.target]
-        if id(conv) not in conv_index or times_called[node.target] != 1:
+        if id(conv) not in conv_index:
             continue
-        users = list(node.users)
-        if len(users) != 1 or users[0].op != "call_module" or users[0].args != (node,):
+        readers = [u for u in node.users  # in the order the code runs them
+                   if u.op == "call_module" and u.args == (node,) and not u.kwargs
+                   and id(modules[u.target]) in bn_index]  # fmt: skip
+        if not readers:
             continue
-        bn = modules[users[0].target]
-        if id(bn) in bn_index and times_called[users[0].target] == 1 and not users[0].kwargs:
-            pairs.append((conv_index[id(conv)], bn_index[id(bn)]))
-    return tuple(pairs)
+        if exclusive and (times_called[node.target] != 1 or len(node.users) != 1
+                          or times_called[readers[0].target] != 1):  # fmt: skip
+            continue
+        pairs.setdefault(conv_index[id(conv)], bn_index[id(modules[readers[0].target])])
+    return tuple(pairs.items())
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from torch import nn
 from models import AWNet, create_model, list_models
 from models.backbones.base import Backbone
 from models.config import digits_config
+from models.folding import conv_bn_pairs
 from models.layers import AWNET
 from tests.support.checkpoints import perturb
 
@@ -103,3 +104,11 @@ def test_fold_leaves_shared_outputs_and_untraceable_backbones_correct(data_depen
     assert plan.pairs == (() if data_dependent else ((0, 0),))
     assert 1 in plan.unpaired_convs
     _assert_same(model, torch.rand(4, 1, 8, 8))
+
+
+def test_the_weights_analysis_reads_the_same_pairs_without_exclusivity() -> None:
+    """``exclusive=False`` (``training.analysis.weights``): conv2 feeds bn2 *and* the sum, so
+    the fold leaves it, but bn2 still reads its output directly (an effective filter)."""
+    model = AWNet(_Shared())
+    assert conv_bn_pairs(model.backbone, model.convs, model.mixbns) == ((0, 0),)
+    assert conv_bn_pairs(model.backbone, model.convs, model.mixbns, exclusive=False) == ((0, 0), (1, 1))

@@ -19,7 +19,7 @@ from tests.support.paths import SHIPPED_CHECKPOINT as AWNET_CKPT
 from tests.support.paths import SHIPPED_VERSION_DIR
 from training.analysis.common import load
 from training.analysis.router import roc_curve, router_attacks, threshold_of
-from training.analysis.weights import bn_scale, conv_bn_pairs, excess_kurtosis, static_weight_set
+from training.analysis.weights import bn_scale, conv_bns_by_name, excess_kurtosis, static_weight_set
 from training.attacks import ATTACK_LOSSES
 from training.checkpoint import load_model, model_kwargs
 from training.cli import main
@@ -62,14 +62,14 @@ def test_excess_kurtosis_of_known_distributions() -> None:
 
 def test_every_conv_pairs_with_its_bn_and_folds(static_ckpt: Path) -> None:
     model, ckpt = load_model(static_ckpt)
-    pairs = conv_bn_pairs(model, torch.rand(2, 1, 28, 28))
+    pairs = conv_bns_by_name(model)
     assert {k: bn for k, (_, bn) in pairs.items()} == {f"conv{i}": getattr(model, f"bn{i}") for i in range(1, 5)}
     ws = static_weight_set(model, "standard", str(static_ckpt), "standard", fold=True)
     s = model.bn2.weight / torch.sqrt(model.bn2.running_var + model.bn2.eps)
     expect = (model.conv2.weight * s[:, None, None, None]).detach().double().numpy().ravel()
     np.testing.assert_allclose(ws.layers["conv2"], expect, rtol=1e-6)
     awnet, _ = load_model(AWNET_CKPT)
-    apairs = conv_bn_pairs(awnet, torch.rand(2, 1, 28, 28))
+    apairs = conv_bns_by_name(awnet)
     assert list(apairs) == LAYERS  # router convs excluded
     assert all(bn is getattr(awnet.backbone, f"bn{i + 1}") for i, (_, bn) in enumerate(apairs.values()))
     assert not torch.allclose(bn_scale(apairs["conv4"][1], "clean"), bn_scale(apairs["conv4"][1], "adv"))

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from models import is_awnet
+from models.folding import bn_affine, conv_bn_pairs
 from models.layers import MixBatchNorm2d
 from training.analysis.common import load, markdown_table, write_report
 from training.plots import pyplot, save_figure
@@ -86,65 +87,29 @@ def _backbone(model: nn.Module) -> nn.Module:
     return model.backbone if is_awnet(model) else model
 
 
-def conv_bn_pairs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[nn.Conv2d, nn.Module | None]]:
-    """Backbone convs (router convs excluded) by name, each with the BN (or MixBN) that
-    reads its output directly, found by running one forward with hooks: a BN pairs with a
-    conv when its input *is* that conv's output tensor. This works for any backbone
-    (post-activation ResNet, pre-activation WRN) without knowing its layout."""
+def conv_bns_by_name(model: nn.Module) -> dict[str, tuple[nn.Conv2d, nn.Module | None]]:
+    """Backbone convs (router convs excluded) by name, each with the BN (or MixBN) that reads
+    its output directly, None without one: the fold's reading of the backbone's code
+    (``models.folding.conv_bn_pairs``), here not exclusive, since an effective filter needs
+    only that BN. Works for any traceable backbone (post-activation ResNet, pre-activation
+    WRN) without knowing its layout; an untraceable one reports every conv raw."""
     backbone = _backbone(model)
     convs = {name: m for name, m in backbone.named_modules() if isinstance(m, nn.Conv2d)}
     bns = [m for m in backbone.modules() if isinstance(m, (nn.BatchNorm2d, MixBatchNorm2d))]
-    # BNs inside a MixBN see the same tensor as the MixBN: pair with the MixBN only
-    inner = {id(m.bn_clean) for m in bns if isinstance(m, MixBatchNorm2d)} | {
-        id(m.bn_adv) for m in bns if isinstance(m, MixBatchNorm2d)
-    }
-    outputs: dict[int, tuple[str, torch.Tensor]] = {}
-    pairs: dict[str, nn.Module] = {}
-    handles = []
-
-    def conv_hook(name: str):
-        def hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
-            outputs[id(out)] = (name, out)  # keep the tensor alive so ids stay unique
-
-        return hook
-
-    def bn_hook(bn: nn.Module):
-        def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
-            hit = outputs.get(id(inp[0]))
-            if hit is not None and hit[1] is inp[0]:
-                pairs.setdefault(hit[0], bn)
-
-        return hook
-
-    for name, conv in convs.items():
-        handles.append(conv.register_forward_hook(conv_hook(name)))
-    for bn in bns:
-        if id(bn) not in inner:
-            handles.append(bn.register_forward_pre_hook(bn_hook(bn)))
-    try:
-        with torch.no_grad():
-            if is_awnet(model):
-                model.forward_all(x, mix="clean")
-            else:
-                model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        outputs.clear()
-    return {name: (conv, pairs.get(name)) for name, conv in convs.items()}
+    bn_of = dict(conv_bn_pairs(backbone, list(convs.values()), bns, exclusive=False))
+    return {name: (conv, bns[bn_of[i]] if i in bn_of else None) for i, (name, conv) in enumerate(convs.items())}
 
 
 def bn_scale(bn: nn.Module, branch: str | None = None) -> torch.Tensor:
     """Per-channel eval-mode scale gamma / sqrt(running_var + eps) of a BN (of the given
-    branch's BN for a MixBN)."""
+    branch's BN for a MixBN): the scale of ``models.folding.bn_affine``."""
     if isinstance(bn, MixBatchNorm2d):
         bn = bn.bn_adv if branch == "adv" else bn.bn_clean
     assert isinstance(bn, nn.BatchNorm2d)
-    if bn.running_var is None:
-        raise ValueError("BN without running statistics cannot be folded: use --raw")
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
+    try:
+        scale, _ = bn_affine(bn)
+    except ValueError as exc:
+        raise ValueError("BN without running statistics cannot be folded: use --raw") from exc
     return scale.detach()
 
 
@@ -157,10 +122,8 @@ def _effective(conv: nn.Conv2d, channel_scale: torch.Tensor | None) -> np.ndarra
 
 def static_weight_set(model: nn.Module, label: str, checkpoint: str, method: str, fold: bool) -> WeightSet:
     """Effective conv filters of a static model (BN scale folded unless ``fold=False``)."""
-    ic = model.input_config
-    probe = torch.rand(2, *ic.shape, device=next(model.parameters()).device)
     ws = WeightSet(label, checkpoint, method, None)
-    for name, (conv, bn) in conv_bn_pairs(model, probe).items():
+    for name, (conv, bn) in conv_bns_by_name(model).items():
         can_fold = fold and bn is not None
         ws.layers[name] = _effective(conv, bn_scale(bn) if can_fold else None)
         ws.folded[name] = can_fold
@@ -208,7 +171,7 @@ def awnet_weight_sets(
 ) -> list[WeightSet]:
     """The AW-Net's clean branch (omega on clean inputs, clean BN) and adversarial branch
     (omega on adversarial inputs, adversarial BN) as effective conv filters."""
-    pairs = conv_bn_pairs(model, x_clean[:2])
+    pairs = conv_bns_by_name(model)
     conv_index = {id(c): i for i, c in enumerate(model.convs)}
     sets = []
     for branch, xs in (("clean", x_clean), ("adv", x_adv)):
