@@ -173,3 +173,30 @@ def test_the_docs_name_shipped_versions_or_date_the_sentence(page):
             if (name, version) not in shipped and not dated:
                 stale.append(f"{name}/{version}: {para.strip()[:100]}...")
     assert not stale, "\n".join(stale)
+
+
+LINK = re.compile(r"\]\(([^)\s]+?)\)")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", page.read_text(), re.MULTILINE)}
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name)
+def test_the_docs_links_resolve(page):
+    """Every relative link to a file exists, and every #anchor is a heading of its page (the
+    accounts moved from results.md to journal.md keep their links)."""
+    broken = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue  # http:, https:, mailto:
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in _anchors(dest)):
+            broken.append(target)
+    assert not broken, f"{page.name}: {broken}"
