@@ -1,7 +1,9 @@
 """No import cycles among the project's packages, computed from the sources with ``ast``.
 
-Edges are module-level imports (absolute and relative; inside ``try``/``if``/``with`` too,
-not inside functions, not under ``if TYPE_CHECKING:``). ``import a.b`` is an edge to
+Edges are every import statement (absolute and relative; inside ``try``/``if``/``with`` and
+inside functions too, not under ``if TYPE_CHECKING:``): an import moved into a function
+only hides a cycle (the two modules still need each other, the first call pays for it),
+as ``artifact_contract.manifest`` <-> ``policy`` did (issue 38). ``import a.b`` is an edge to
 ``a.b``; ``from a import name`` is an edge to ``a.name`` when that is a module of the
 project, else to ``a``. So ``from pkg.sub import x`` inside ``pkg`` is an edge to
 ``pkg.sub``, not to ``pkg``'s ``__init__``, and an ``__init__`` re-exporting its
@@ -47,13 +49,12 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _module_level_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Import statements run when the module is imported (functions' bodies are not)."""
+def _imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement of the module, functions' bodies included; what only a type
+    checker reads (``if TYPE_CHECKING:``) is left out, its ``else`` kept."""
     stack: list[ast.AST] = list(reversed(tree.body))
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            continue
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
             continue
@@ -76,7 +77,7 @@ def import_graph(root: Path, packages: Iterable[str] = PACKAGES) -> Graph:
     for module, path in modules.items():
         is_package = path.name == "__init__.py"
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in _module_level_imports(tree):
+        for node in _imports(tree):
             targets: list[str | None] = []
             if isinstance(node, ast.Import):
                 targets = [_known(modules, alias.name) for alias in node.names]
@@ -230,13 +231,12 @@ def test_checker_names_a_cycle_through_relative_and_absolute_imports(tmp_path: P
 @pytest.mark.parametrize(
     "b_source",
     [
-        "def f():\n    from pkg.a import A\n    return A\n",  # function level: not an edge
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import A\n",
         "from pkg import c\n",  # pkg.c is a module: an edge to it, not to pkg's __init__
     ],
-    ids=["function-level", "type-checking", "sibling-through-package"],
+    ids=["type-checking", "sibling-through-package"],
 )
-def test_checker_ignores_what_does_not_run_at_import(tmp_path: Path, b_source: str) -> None:
+def test_checker_ignores_what_never_runs_and_imports_of_siblings(tmp_path: Path, b_source: str) -> None:
     root = _tree(
         tmp_path,
         {
@@ -262,3 +262,28 @@ def test_checker_counts_an_import_of_the_parent_packages_names(tmp_path: Path) -
     )
     graph = import_graph(root, ["pkg"])
     assert find_cycles(graph) == [["pkg", "pkg.a", "pkg"]]
+
+
+@pytest.mark.parametrize(
+    "b_source",
+    [
+        "def f():\n    from pkg.a import A\n    return A\n",
+        "class K:\n    def m(self):\n        import pkg.a\n        return pkg.a.A\n",
+        "F = lambda: __import__('x')\ndef g():\n    if True:\n        from . import a\n",
+    ],
+    ids=["function", "method", "nested-relative"],
+)
+def test_checker_counts_imports_inside_functions(tmp_path: Path, b_source: str) -> None:
+    """The hidden cycle of issue 38: ``a`` imports ``b`` at the top, ``b`` imports ``a`` back
+    in a function (to dodge the import-time error): still a cycle."""
+    root = _tree(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from pkg.b import *\nA = 1\n",
+            "pkg/b.py": b_source,
+        },
+    )
+    graph = import_graph(root, ["pkg"])
+    assert "pkg.a" in graph["pkg.b"]
+    assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]

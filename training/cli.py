@@ -1,318 +1,33 @@
-"""``python -m training <subcommand>``: train, export, evaluate."""
+"""``python -m training <subcommand>``: train, export, evaluate, ...
+
+This module only assembles: each subcommand's module registers it with ``add_parser(sub)``,
+in the order ``--help`` lists them. A new subcommand is one module and one line here.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import textwrap
-from collections.abc import Callable, Sequence
-from dataclasses import fields
-from typing import Any
+from collections.abc import Sequence
 
-from training.config import (
-    EVASION_LABELS,
-    KD_REDUCTIONS,
-    METHODS,
-    OPTIMIZERS,
-    SCHEDULES,
-    TrainConfig,
-)
-from training.export.calibrate import DEFAULT_TARGET_FPR, DEFAULT_THRESHOLD_FLOOR
+from training import report, sweep
+from training.analysis import cli as analyze
+from training.commands import export, recipes, slim, test, train
+from training.commands.parser import CommandParser
+from training.commands.train import add_train_args, train_config
+from training.evaluation import cli as evaluate
+from training.export import attach
 
-D = TrainConfig()
+__all__ = ["COMMANDS", "add_train_args", "build_parser", "main", "train_config"]
 
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that can tell the options a command line gave from defaults.
-
-    With ``on_parsed``, after parsing it calls ``on_parsed(namespace, given)`` with the dest
-    names the command line set; a ValueError from it becomes ``parser.error`` (usage, the
-    message, exit status 2), so bad combinations are refused before anything runs.
-    """
-
-    def __init__(self, *args: Any, on_parsed: Callable[[argparse.Namespace, set[str]], None] | None = None,
-                 **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
-        self._on_parsed = on_parsed
-
-    def parse_known_args(
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        namespace, extras = super().parse_known_args(args, namespace)
-        if self._on_parsed is not None:
-            # Parse again into a namespace pre-filled with a marker: argparse sets defaults
-            # only for missing attributes, so whatever is not the marker was given.
-            unset = object()
-            dests = {a.dest for a in self._actions if a.dest != argparse.SUPPRESS}
-            probe, _ = super().parse_known_args(
-                sys.argv[1:] if args is None else list(args), argparse.Namespace(**dict.fromkeys(dests, unset))
-            )
-            given = {d for d in dests if getattr(probe, d) is not unset}
-            try:
-                self._on_parsed(namespace, given)
-            except ValueError as exc:
-                self.error(str(exc))
-        return namespace, extras
-
-
-def train_config(args: argparse.Namespace, given: set[str]) -> TrainConfig:
-    """The run's configuration: TrainConfig defaults, then the recipe's values, then the
-    options given on the command line. Only given or recipe options are checked against
-    what they need (a default never trips the check); ValueError when one would do nothing."""
-    from training.config import describe_unused
-    from training.recipes import load_recipe
-
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    if args.recipe is not None:
-        recipe = load_recipe(args.recipe)
-        values.update(recipe.config, recipe=recipe.name)
-        origin = {k: f"recipe {recipe.name}" for k in recipe.config if k not in given}
-    names = {f.name for f in fields(TrainConfig)} - {"recipe"}
-    values.update({k: getattr(args, k) for k in given & names})
-    cfg = TrainConfig(**values)
-    chosen = set(values) - {"recipe"}
-    unused = cfg.unused_options(chosen)
-    if unused:
-        raise ValueError(describe_unused(unused, origin))
-    return cfg.validate(chosen)
-
-
-def _set_train_config(args: argparse.Namespace, given: set[str]) -> None:
-    args.train_config = train_config(args, given)
-
-
-def _bool(p: argparse.ArgumentParser, name: str, help: str, default: bool = False) -> None:
-    p.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help)
-
-
-def add_train_args(p: argparse.ArgumentParser) -> None:
-    from models import list_models
-    from training.data import list_datasets
-
-    g = p.add_argument_group("what to train")
-    g.add_argument("--recipe", default=None,
-                   help="a named recipe (python -m training recipes) or a recipe .json file: its values "
-                        "are the defaults, the flags given here win; recorded in config.json")
-    g.add_argument("--method", choices=METHODS, default=D.method,
-                   help="standard: CE on clean data (clean teacher); pgd-at: Madry et al. 2018; "
-                        "trades: Zhang et al. 2019 (robust teacher); awnet: Wei et al. TPAMI 2024 (default: %(default)s)")
-    g.add_argument("--model", choices=list_models(), default=None,
-                   help="registered model (default: smallcnn, or awnet_smallcnn for --method awnet)")
-    g.add_argument("--dataset", default=D.dataset,
-                   help=f"one of {', '.join(list_datasets())}, or imagefolder:PATH; append @full-train to train on "
-                        "the whole training set and validate on the test split, the papers' protocol "
-                        "(default: %(default)s, embedded)")
-    g.add_argument("--data-root", default=None,
-                   help="folder holding the torchvision datasets (and where --download puts them) or "
-                        "tiny-imagenet-200/ (default: $AWNET_DATA_ROOT or ~/.cache/awnet/datasets)")
-    _bool(g, "--download", "allow torchvision to download the dataset into --data-root")
-    g.add_argument("--depths", type=int, nargs="+", default=None, help="wrn: blocks per stage, e.g. 5 5 5")
-    g.add_argument("--widths", type=int, nargs="+", default=None, help="wrn: widen factor per stage, e.g. 20 20 8")
-
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=D.epochs, help="default: %(default)s")
-    g.add_argument("--batch-size", type=int, default=D.batch_size, help="per process (default: %(default)s)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer, help="default: %(default)s")
-    g.add_argument("--lr", type=float, default=D.lr, help="default: %(default)s")
-    g.add_argument("--momentum", type=float, default=D.momentum, help="default: %(default)s")
-    g.add_argument("--weight-decay", type=float, default=D.weight_decay, help="default: %(default)s")
-    g.add_argument("--lr-schedule", choices=SCHEDULES, default=D.lr_schedule, help="default: %(default)s")
-    g.add_argument("--milestones", type=float, nargs="+", default=D.milestones,
-                   help="multistep: epochs (or fractions of --epochs when < 1) where lr *= --lr-gamma (default: %(default)s)")
-    g.add_argument("--lr-gamma", type=float, default=D.lr_gamma, help="default: %(default)s")
-    g.add_argument("--grad-clip", type=float, default=D.grad_clip, help="max gradient norm, 0 = off (RobustWRN: 5)")
-    _bool(g, "--augment", "random crop 4 + flip (default: on for CIFAR/SVHN/Tiny-ImageNet, off for the digits and imagefolder:)", default=None)
-
-    g = p.add_argument_group("training attack (L-inf PGD)")
-    g.add_argument("--eps", type=float, default=None, help="budget in [0,1] pixel units (default: 0.3 digits, 8/255 CIFAR/SVHN)")
-    g.add_argument("--step-size", type=float, default=None, help="default: 2.5 * eps / --attack-steps")
-    g.add_argument("--attack-steps", type=int, default=D.attack_steps, help="default: %(default)s")
-    g.add_argument("--eps-warmup-epochs", type=float, default=D.eps_warmup_epochs,
-                   help="ramp eps linearly from 0 over this many epochs (default: %(default)s)")
-    g.add_argument("--trades-beta", type=float, default=D.trades_beta, help="TRADES KL weight (default: %(default)s)")
-
-    g = p.add_argument_group("AW-Net (--method awnet)")
-    g.add_argument("--clean-teacher", default=None, help="checkpoint of a standard-trained model")
-    g.add_argument("--robust-teacher", default=None, help="checkpoint of a TRADES (or PGD-AT) model")
-    _bool(g, "--teacher-free", "variant without teachers: CE on the labels instead of the two KL terms")
-    g.add_argument("--init-from", default=None,
-                   help="warm start: copy a static checkpoint's weights (same backbone) into the AW-Net's "
-                        "shared convs, head and both BNs of every MixBN (e.g. the robust teacher)")
-    g.add_argument("--type-loss-weight", type=float, default=D.type_loss_weight, help="lambda (default: %(default)s)")
-    g.add_argument("--balance-rate", type=float, default=D.balance_rate, help="MTARD loss-balance rate (default: %(default)s)")
-    g.add_argument("--kd-temperature", type=float, default=D.kd_temperature, help="distillation temperature (default: %(default)s)")
-    g.add_argument("--kd-reduction", choices=KD_REDUCTIONS, default=D.kd_reduction,
-                   help="KL average: mtard = over batch x classes as MTARD's code (KL / K), "
-                        "batchmean = the true KL per sample (default: %(default)s)")
-    g.add_argument("--router-width", type=int, default=D.router_width, help="router conv width (default: %(default)s)")
-    g.add_argument("--router-hidden", type=int, default=D.router_hidden, help="type head hidden units (default: %(default)s)")
-    g.add_argument("--signal-activation", choices=("2sigmoid", "1+tanh", "none"), default=D.signal_activation,
-                   help="regulation signal activation; none = omega fixed at 1 (ablation) (default: %(default)s)")
-    _bool(g, "--router-adaptive", "also craft router-evasion PGD examples (CE + lambda log p_clean, through the "
-          "soft router or the forced clean branch) for the type and adversarial losses", default=D.router_adaptive)
-    g.add_argument("--evasion-lambdas", type=float, nargs="+", default=D.evasion_lambdas,
-                   help="--router-adaptive: the evader's lambdas a sample draws from, besides 0 (default: %(default)s)")
-    g.add_argument("--evasion-loss", choices=("log-p-clean", "margin"), default=D.evasion_loss,
-                   help="--router-adaptive: the evader's router term, lambda * log p_clean or lambda * the type "
-                        "logit margin (the attack that beats a low threshold; docs/results.md) (default: %(default)s)")
-    g.add_argument("--evasion-label", choices=EVASION_LABELS, default=D.evasion_label,
-                   help="--router-adaptive: which evasion examples the type loss calls adversarial: all, or only "
-                        "those the clean branch misclassifies (fooled: the ones a missed input would be; the "
-                        "others leave the type loss) (default: %(default)s)")
-
-    g = p.add_argument_group("randomized adversarial training (Jin et al., CVPR 2023)")
-    _bool(g, "--rat", "Gaussian weight noise when crafting + Taylor-expansion soft-label regulariser")
-    g.add_argument("--rat-sigma", type=float, default=D.rat_sigma, help="absolute weight-noise std (default: %(default)s)")
-    g.add_argument("--rat-alpha", type=float, default=D.rat_alpha, help="regulariser weight (default: %(default)s)")
-    g.add_argument("--rat-c", type=float, default=None, help="off-label mass of the targets (default: 1 - 2/K)")
-
-    g = p.add_argument_group("run")
-    g.add_argument("--eval-attack-steps", type=int, default=D.eval_attack_steps, help="PGD steps for validation (default: %(default)s)")
-    g.add_argument("--eval-every", type=int, default=D.eval_every, help="validate every N epochs (default: %(default)s)")
-    g.add_argument("--val-attack-steps", type=int, default=D.val_attack_steps,
-                   help="APGD-CE (torchattacks) steps of robust validation, 0 = off (default: %(default)s)")
-    g.add_argument("--val-apgdt-targets", type=int, default=D.val_apgdt_targets,
-                   help="APGD-T (torchattacks, targeted DLR) target classes of robust validation, same images as "
-                        "APGD-CE; AutoAttack uses 9; 0 = off (default: %(default)s)")  # fmt: skip
-    g.add_argument("--val-apgdt-steps", type=int, default=D.val_apgdt_steps,
-                   help="APGD-T steps per target class (default: %(default)s)")  # fmt: skip
-    g.add_argument("--val-square-every", type=int, default=D.val_square_every,
-                   help="Square (gradient-free) check every N validations, and always on the last; 0 = off (default: %(default)s)")
-    g.add_argument("--val-square-samples", type=int, default=D.val_square_samples,
-                   help="fixed validation subset the Square check attacks (default: %(default)s)")
-    g.add_argument("--val-square-queries", type=int, default=D.val_square_queries, help="default: %(default)s")
-    g.add_argument("--masking-margin", type=float, default=D.masking_margin,
-                   help="masking alarm when APGD-CE, APGD-T or Square beats PGD by more than this accuracy (default: %(default)s)")  # fmt: skip
-    g.add_argument("--val-max-samples", type=int, default=D.val_max_samples, help="validation subset size (default: %(default)s)")
-    g.add_argument("--max-train-samples", type=int, default=D.max_train_samples,
-                   help="train on the first N samples only, 0 = all (smoke runs) (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=D.seed, help="default: %(default)s")
-    g.add_argument("--device", default=D.device, help="auto (CUDA when present), cpu, cuda, cuda:N (default: %(default)s)")
-    _bool(g, "--amp", "mixed precision (float16 on CUDA, bfloat16 on CPU: only where the CPU computes bfloat16 "
-                      "natively, AVX-512 or AMX; elsewhere it is refused, being 15x slower than float32)")
-    _bool(g, "--channels-last", "CPU: convolutions in channels-last layout, also in float32 (1.5x on AVX2; "
-                                "implied by --amp on the CPU)")
-    g.add_argument("--workers", type=int, default=D.workers, help="DataLoader workers (default: %(default)s)")
-    g.add_argument("--out", default=D.out, help="run folder: config.json, metrics.jsonl, last.pt (default: %(default)s)")
-    g.add_argument("--resume", default=None, help="checkpoint to resume from (exactly: weights, optimizer, RNG)")
-    g.add_argument("--stop-after", type=int, default=D.stop_after,
-                   help="stop after this epoch, keeping the --epochs schedule (resume later with --resume); 0 = off")
-    g.add_argument("--log-every", type=int, default=D.log_every, help="JSONL step record every N steps (default: %(default)s)")
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from training.trainer import Trainer
-
-    trainer = Trainer(args.train_config)
-    metrics = trainer.fit()
-    if trainer.dist.is_main:
-        print(json.dumps({"out": str(trainer.out), **{k: v for k, v in metrics.items() if k != "train"}}))
-    return 0
-
-
-def cmd_recipes(args: argparse.Namespace) -> int:
-    from training.recipes import list_recipes
-
-    for r in list_recipes():
-        print(r.name)
-        print(textwrap.fill(r.description, width=96, initial_indent="    ", subsequent_indent="    "))
-    print("\nrun one: python -m training train --recipe NAME [flags that override it]")
-    return 0
-
-
-def cmd_test(args: argparse.Namespace) -> int:
-    from training.trainer import evaluate_test
-
-    res = evaluate_test(args.checkpoint, eval_steps=args.steps, max_samples=args.max_samples, device=args.device)
-    print(json.dumps(res))
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from training.export.exporter import export_checkpoint
-
-    res = export_checkpoint(
-        args.checkpoint, args.out, name=args.name, version=args.version, static=args.static,
-        target_fpr=args.fpr, opset=args.opset, eval_steps=args.eval_steps,
-        eval_max_samples=args.eval_max_samples, skip_eval=args.skip_eval, threshold_floor=args.threshold_floor,
-        force=args.force, evaluation_card=args.evaluation, fold=not args.no_fold,
-    )  # fmt: skip
-    m = res.manifest
-    print(json.dumps({"out": str(res.out_dir), "kind": m["kind"], "sha256": m["onnx"]["sha256"],
-                      "router": m["router"], "test": m["evaluation"].get("test")}))  # fmt: skip
-    return 0
-
-
-def cmd_slim(args: argparse.Namespace) -> int:
-    from training.checkpoint import slim_checkpoint
-
-    print(slim_checkpoint(args.checkpoint, args.out))
-    return 0
+COMMANDS = (train, recipes, export, slim, evaluate, attach, report, sweep, test, analyze)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description="Train, evaluate and export AW-Net models.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p = sub.add_parser("train", help="train a model", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       on_parsed=_set_train_config)
-    add_train_args(p)
-    p.set_defaults(func=cmd_train)
-    p = sub.add_parser("recipes", help="list the named training recipes (the papers' settings)")
-    p.set_defaults(func=cmd_recipes)
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (both branches) with its manifest",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a training checkpoint (last.pt)")
-    p.add_argument("--out", required=True, help="model repository folder models/repository/NAME/VERSION/")
-    p.add_argument("--name", default=None, help="model name (default: the NAME of --out)")
-    p.add_argument("--version", default=None, help="model version (default: the VERSION of --out)")
-    p.add_argument("--static", action="store_true",
-                   help="export the plain backbone (AW-Net: the clean branch alone): the benchmark baseline")
-    p.add_argument("--fpr", type=float, default=DEFAULT_TARGET_FPR,
-                   help="clean false-positive rate the router threshold is calibrated for")
-    p.add_argument("--threshold-floor", type=float, default=DEFAULT_THRESHOLD_FLOOR,
-                   help="the threshold is max(FPR-calibrated threshold, this); the default 0 is the pure FPR "
-                        "threshold (a floor of 0.5 let router-evasion attacks through: docs/decisions.md)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset")
-    p.add_argument("--eval-steps", type=int, default=20, help="PGD steps for calibration and test figures")
-    p.add_argument("--eval-max-samples", type=int, default=1000, help="validation/test images used")
-    p.add_argument("--skip-eval", action="store_true", help="skip the test-split figures (parity still runs)")
-    p.add_argument("--evaluation", default=None,
-                   help="evaluation.json of `python -m training evaluate` on this checkpoint: its worst case, "
-                        "router missed share and per-attack figures go into the manifest")
-    p.add_argument("--no-fold", action="store_true",
-                   help="export the layer-by-layer graph (omega, both BNs and the blend per layer) instead of the folded "
-                        "scale and shift: `evaluate FOLDER` can rebuild only an unfolded graph (the fold renames the BN "
-                        "constants); the shipped model is exported so")
-    p.add_argument("--force", action="store_true",
-                   help="export a checkpoint that carries a masking alarm (the manifest records it)")
-    p.set_defaults(func=cmd_export)
-    p = sub.add_parser("slim", help="copy a checkpoint without optimizer/RNG state (to ship it)")
-    p.add_argument("checkpoint")
-    p.add_argument("out")
-    p.set_defaults(func=cmd_slim)
-    from training.evaluation.cli import add_evaluate_parser
-
-    add_evaluate_parser(sub)
-    from training.export.attach import add_attach_parser
-
-    add_attach_parser(sub)
-    from training.report import add_report_parser
-
-    add_report_parser(sub)
-    from training.sweep import add_sweep_parser
-
-    add_sweep_parser(sub)
-    p = sub.add_parser("test", help="clean and PGD accuracy of a checkpoint on its test split")
-    p.add_argument("checkpoint")
-    p.add_argument("--steps", type=int, default=20, help="PGD steps (default: %(default)s)")
-    p.add_argument("--max-samples", type=int, default=None)
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=cmd_test)
-    from training.analysis.cli import add_analyze_parser
-
-    add_analyze_parser(sub)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
+    for command in COMMANDS:
+        command.add_parser(sub)
     return parser
 
 

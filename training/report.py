@@ -282,7 +282,7 @@ def write_section(out: Path, begin: str, end: str, content: str, heading: str) -
     out.write_text(text)
 
 
-def add_report_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="rewrite docs/results.md from the evaluation cards under results/")
     p.add_argument("--results", default="results", help="folder of SETTING/seedN/MODEL/evaluation.json")
     p.add_argument("--out", default="docs/results.md")

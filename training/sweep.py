@@ -289,7 +289,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="trade-off sweep: the clean cost of robustness over eps and width (issue 18)",
                        description="Train standard and robust models at one budget over eps and width, evaluate each best.pt, write results/sweep/ and the "
                                    "sweep section of docs/results.md (all cells done: only that). The reported figures use --budget on --attacks.")  # fmt: skip

@@ -38,7 +38,7 @@ def cmd_router(args: argparse.Namespace) -> int:
     return _print(report, args.out)
 
 
-def add_analyze_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``analyze`` and its ``weights`` / ``router`` sub-subcommands on the
     ``python -m training`` subparsers."""
     fmt = argparse.ArgumentDefaultsHelpFormatter

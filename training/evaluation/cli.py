@@ -12,7 +12,7 @@ from training.evaluation.suite import BUDGETS, DEFAULT_LAMBDAS
 SANITY_FAILED = 3
 
 
-def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="robust accuracy under FGSM, PGD, CW, AutoAttack and (AW-Net) adaptive attacks, worst case per sample",

@@ -34,7 +34,7 @@ def attach_card(version_dir: str | Path, card_path: str | Path) -> Manifest:
     return manifest
 
 
-def add_attach_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("attach-card", help="put a newer evaluation card of an exported version into its manifest",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("version_dir", help="models/repository/NAME/VERSION")
