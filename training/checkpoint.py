@@ -51,9 +51,21 @@ def build_model(name: str, input_config: InputConfig, kwargs: dict[str, Any]) ->
     return create_model(name, input_config=input_config, **kwargs)
 
 
-#: numpy's array reconstruction: what checkpoints written before RNG states were stored as tensors
-#: need beside tensors and plain types. ``weights_only=True`` refuses every other global.
-_LEGACY_SAFE_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+#: numpy's array reconstruction, taken from an array's own pickle recipe rather than a module path:
+#: numpy 2 keeps it in ``numpy._core.multiarray``, numpy 1.x in ``numpy.core.multiarray`` (where
+#: ``np._core`` is missing or empty, so the module path broke the import there).
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+
+#: What checkpoints written before RNG states were stored as tensors need beside tensors and
+#: plain types; ``weights_only=True`` refuses every other global. ``_reconstruct`` is listed under
+#: both numpy majors' names, so such a file loads whichever numpy wrote it.
+_LEGACY_SAFE_GLOBALS = [
+    (_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),
+    (_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),
+]
 
 
 def rng_state() -> dict[str, Any]:
