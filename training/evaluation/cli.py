@@ -5,16 +5,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 
-from training.evaluation.suite import BUDGETS, DEFAULT_LAMBDAS
+from training.evaluation.suite import BUDGETS, DEFAULT_LAMBDAS, Budget, build_suite
 
 #: Exit status when a sanity check fails (2 stays "bad usage").
 SANITY_FAILED = 3
 
 
+def _suite_names(budget: str, awnet: bool) -> list[str]:
+    """The attack names ``evaluate`` would run; eps, classes and threshold value do not change a name."""
+    specs = build_suite(0.3, 10, awnet, Budget.named(budget), threshold=0.5 if awnet else None)
+    return [s.name for s in specs]
+
+
+def attack_names_help() -> str:
+    """What ``--attacks`` takes, read from the suite itself so the help cannot drift from it."""
+    plain = {b: _suite_names(b, awnet=False) for b in BUDGETS}
+    extra = {b: [n for n in _suite_names(b, awnet=True) if n not in plain[b]] for b in BUDGETS}
+    text = "Names by --budget: " + "; ".join(f"{b}: {', '.join(plain[b])}" for b in BUDGETS) + "."
+    if len({tuple(e) for e in extra.values()}) == 1:
+        text += f" AW-Net models add (any budget): {', '.join(extra[BUDGETS[0]])}"
+    else:
+        text += " AW-Net models add: " + "; ".join(f"{b}: {', '.join(extra[b])}" for b in BUDGETS)
+    return text + " (evade-router-* and evade-clean-* follow --lambdas)."
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Wraps at spaces only, so an attack name such as apgd-dlr is never split across lines."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "evaluate", formatter_class=_HelpFormatter,
         help="robust accuracy under FGSM, PGD, CW, AutoAttack and (AW-Net) adaptive attacks, worst case per sample",
         description="Evaluate a checkpoint or an exported model folder on its test split: every attack knows the "
                     "whole model, router included. Writes evaluation.json and evaluation.md into --out.",
@@ -26,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="folder for evaluation.json and evaluation.md")
     p.add_argument("--budget", choices=BUDGETS, default="standard",
                    help="quick: 10-step attacks for smoke runs, never a reported figure")
-    p.add_argument("--attacks", nargs="+", default=None, help="only these attacks of the suite (names as in the card)")
+    p.add_argument("--attacks", nargs="+", default=None,
+                   help="only these attacks of the suite (names as in the card). " + attack_names_help())
     p.add_argument("--lambdas", type=float, nargs="+", default=list(DEFAULT_LAMBDAS),
                    help="router-evasion weights (AW-Net)")
     p.add_argument("--dataset", default=None,
