@@ -254,6 +254,17 @@ BINARY_RESPONSE = (
 )
 
 
+_B64 = "[A-Za-z0-9+/]"
+#: What the classify route takes as ``image_b64``: an optional ``data:...,`` prefix (cut at the
+#: first comma), then non-empty base64 exactly as ``base64.b64decode(validate=True)`` reads it
+#: (padded; after a full quad it ignores extra "="). ``(?![\s\S])`` ends the string: ``$`` would
+#: also match before a final newline in Python's engines (jsonschema, hypothesis), which the
+#: service refuses.
+IMAGE_B64_PATTERN = (
+    rf"^(?:data:[^,]*,)?(?:{_B64}{{4}})*(?:{_B64}{{4}}=*|{_B64}{{3}}=|{_B64}{{2}}==)(?![\s\S])"
+)
+
+
 def classify_json_schema(state: AppState) -> dict[str, Any]:
     forms: list[dict[str, Any]] = []
     for c, h, w, lo, hi in _input_specs(state) or [(1, 28, 28, 0.0, 1.0)]:
@@ -270,10 +281,11 @@ def classify_json_schema(state: AppState) -> dict[str, Any]:
         "description": "Exactly one of image_b64 and pixels.",
         "additionalProperties": False,
         "properties": {
-            "image_b64": {"anyOf": [{"type": "string", "format": "image-base64",
-                                     "contentEncoding": "base64",
+            "image_b64": {"anyOf": [{"type": "string", "contentEncoding": "base64", "minLength": 4,
+                                     "pattern": IMAGE_B64_PATTERN,
                                      "description": "An image file (PNG, JPEG, WebP or BMP) in "
-                                     "base64, optionally as a data: URL."}, null]},
+                                     "base64 (standard alphabet, padded), optionally as a data: "
+                                     "URL; not empty."}, null]},
             "pixels": {"anyOf": [pixels, null]},
             "mode": {"anyOf": [{"enum": list(MODES)}, null], "description": "Routing mode."},
             "top_k": {"anyOf": [{"type": "integer", "minimum": 1}, null],
