@@ -152,7 +152,7 @@ def test_the_docs_name_files_that_exist(page):
         for m in PATH.finditer(para):
             path = m.group(1).split("::")[0].rstrip("/.")
             if any(part.isupper() for part in path.split("/")) or (Path(path).suffix not in CHECKED_SUFFIXES and not path.startswith("models/")):
-                continue  # placeholders (NAME/VERSION), run outputs (service/service.log)
+                continue  # path templates such as NAME/VERSION, and files a run writes (service/service.log)
             if not (ROOT / path).exists():
                 missing.append(path)
     assert not missing, f"{page.name} names files that do not exist: {missing}"
